@@ -247,6 +247,35 @@ def test_no_self_attention_is_causal_and_has_no_self_attn_weights():
     assert torch.equal(out[:4], out_perturbed[:4])  # queries 0-3 see frames 0-1 only
 
 
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_without_causal_mask_the_output_ignores_frame_order(chunk):
+    # The ablation switch: no CCAM mask and unmasked query self-attention. With no temporal position embedding
+    # the projector then sees a set of frames, so any permutation of them gives the same tokens; with the mask,
+    # reversing the frames changes every query that sees more than one frame.
+    num_frames = [5, 3]
+    x = features(num_frames)
+    order = torch.tensor([4, 2, 0, 3, 1, 6, 5, 7])  # permute within each video
+    unmasked = tiny_model(causal_mask=False, frame_chunk_size=chunk).eval()
+    masked = tiny_model(frame_chunk_size=chunk).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(unmasked(x[order], num_frames), unmasked(x, num_frames), rtol=1e-5, atol=1e-6)
+        same = torch.isclose(masked(x[order], num_frames), masked(x, num_frames), rtol=1e-5, atol=1e-6)
+    assert not same.all(dim=-1)[0].any()  # video 0: frame 0 moved, so even query 0 changes
+
+
+def test_causal_mask_switch_is_saved_with_the_weights(tmp_path):
+    model = tiny_model(causal_mask=False).eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["causal_mask"] is False
+    loaded = CCAMProjector.from_pretrained(tmp_path).eval()
+    assert loaded.config.causal_mask is False
+    x = features([4])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, [4]), model(x, [4]))
+    with pytest.raises(ValueError, match="causal_mask must be True or False, got 'no'"):
+        tiny_config(causal_mask="no")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Parity with an independent reference (explicit loops / einsum, own softmax and masks, no padding)
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,7 +319,7 @@ def ref_projector(model: CCAMProjector, visual_features, num_frames):
     for t in num_frames:
         kv = visual_features[offset : offset + t].reshape(t * P, -1)  # frame-major keys
         offset += t
-        seen = ref_allowed_frames(cfg.num_queries, t, cfg.mask_mode)
+        seen = ref_allowed_frames(cfg.num_queries, t, cfg.mask_mode) if cfg.causal_mask else [t] * cfg.num_queries
         cross = torch.zeros(cfg.num_queries, t * P, dtype=torch.bool)
         selfm = torch.zeros(cfg.num_queries, cfg.num_queries, dtype=torch.bool)
         for i in range(cfg.num_queries):
@@ -303,7 +332,7 @@ def ref_projector(model: CCAMProjector, visual_features, num_frames):
             pre = f"blocks.{blk}"
             if cfg.self_attn != "none":
                 x = ref_layer_norm(h, sd, f"{pre}.self_attn_norm", cfg.layer_norm_eps)
-                allowed = selfm if cfg.self_attn == "causal" else None
+                allowed = selfm if cfg.self_attn == "causal" and cfg.causal_mask else None
                 h = h + ref_attention(x, x, sd, f"{pre}.self_attn", cfg.num_heads, allowed)
             x = ref_layer_norm(h, sd, f"{pre}.cross_attn_norm", cfg.layer_norm_eps)
             h = h + ref_attention(x, kv, sd, f"{pre}.cross_attn", cfg.num_heads, cross)
@@ -324,8 +353,10 @@ def ref_projector(model: CCAMProjector, visual_features, num_frames):
         dict(self_attn="none", depth=1),
         dict(frame_chunk_size=2),
         dict(frame_chunk_size=3, mask_mode="ceil"),
+        dict(causal_mask=False),
+        dict(causal_mask=False, frame_chunk_size=2),
     ],
-    ids=["floor-causal", "ceil-causal", "full", "none", "chunked2", "chunked3-ceil"],
+    ids=["floor-causal", "ceil-causal", "full", "none", "chunked2", "chunked3-ceil", "no-mask", "no-mask-chunked2"],
 )
 def test_parity_with_reference(overrides):
     model = tiny_model(**overrides).eval()

@@ -214,6 +214,10 @@ class CCAMProjectorConfig(PretrainedConfig):
         self_attn: Self-attention among queries: "none" (no self-attention layer), "causal" (group-causal) or
             "full" (unmasked; lets early queries see late frames, so it breaks CCAM causality).
         initializer_range: Std of the normal init of queries and linear weights.
+        causal_mask: True (default) for the CCAM mask: query i sees frames 0..tau(i) and the query self-attention
+            is group-causal. False turns both off for ablations: every query cross-attends every frame and the
+            queries attend each other freely, so the output no longer depends on frame order (there is no
+            temporal position embedding). Saved with the weights, like ``mask_mode``.
         frame_chunk_size: None for dense masked ``scaled_dot_product_attention`` in cross-attention; an int to use
             an exact online-softmax scan over this many frames at a time instead (memory bounded in frames,
             skips fully masked query x frame blocks). Runtime choice; it does not change the weights.
@@ -241,6 +245,7 @@ class CCAMProjectorConfig(PretrainedConfig):
         self_attn: str = "causal",
         initializer_range: float = 0.02,
         frame_chunk_size: Optional[int] = None,
+        causal_mask: bool = True,
         **kwargs,
     ):
         for name, value in (
@@ -271,6 +276,8 @@ class CCAMProjectorConfig(PretrainedConfig):
             raise ValueError(
                 f"CCAMProjectorConfig.self_attn={self_attn!r} is unknown; expected one of {SELF_ATTN_MODES}."
             )
+        if not isinstance(causal_mask, bool):
+            raise ValueError(f"CCAMProjectorConfig.causal_mask must be True or False, got {causal_mask!r}.")
         if frame_chunk_size is not None and (not _is_int(frame_chunk_size) or frame_chunk_size < 1):
             raise ValueError(
                 f"CCAMProjectorConfig.frame_chunk_size must be None or a positive integer, got {frame_chunk_size!r}."
@@ -289,6 +296,7 @@ class CCAMProjectorConfig(PretrainedConfig):
         self.self_attn = self_attn
         self.initializer_range = float(initializer_range)
         self.frame_chunk_size = frame_chunk_size
+        self.causal_mask = causal_mask
         super().__init__(**kwargs)
 
 
@@ -603,14 +611,18 @@ class CCAMProjector(PreTrainedModel):
         visual_states = self._pad_videos(visual_features.to(device=device, dtype=dtype), frames)  # [b, f*p, c]
 
         frames_t = torch.tensor(frames, device=device)
-        tau = _batched_query_frame_index(self.config.num_queries, frames_t, self.config.mask_mode)  # [b, q]
+        causal = self.config.causal_mask
+        if causal:
+            tau = _batched_query_frame_index(self.config.num_queries, frames_t, self.config.mask_mode)  # [b, q]
+        else:  # ablation: every query sees every frame of its video (padding stays masked)
+            tau = (frames_t - 1)[:, None].expand(-1, self.config.num_queries).contiguous()  # [b, q]
         uniform = all(t == frames[0] for t in frames)
         mask_tau, mask_frames = (tau[:1], frames_t[:1]) if uniform else (tau, frames_t)  # broadcast if uniform
-        if max_frames == 1 or chunk is not None:
-            cross_mask = None  # images: plain cross-attention; chunked path masks itself
+        if max_frames == 1 or chunk is not None or (uniform and not causal):
+            cross_mask = None  # images / unmasked: plain cross-attention; chunked path masks itself
         else:
             cross_mask = _cross_mask_from_index(mask_tau, mask_frames, p, max_frames)[:, None]  # [b|1, 1, q, k]
-        if self.config.self_attn == "causal" and max_frames > 1:
+        if causal and self.config.self_attn == "causal" and max_frames > 1:
             self_mask = _self_mask_from_index(mask_tau)[:, None]  # [b|1, 1, q, q]
         else:
             self_mask = None
