@@ -109,6 +109,7 @@ class VideoCCAMModel(BaseModel):
         self.llm.config.use_cache = False
         dispatch_modules(self.llm)
         self.projector = self._build_projector(projector)
+        vision_dtype = self.visual_encoder.dtype  # as loaded, before any upcast
 
         self.freeze_llm = freeze_llm
         self.freeze_visual_encoder = freeze_visual_encoder
@@ -127,6 +128,8 @@ class VideoCCAMModel(BaseModel):
             self.visual_encoder = self._add_lora(
                 self.visual_encoder, visual_encoder_lora, False, used_layers=self._used_vision_layers()
             )
+        # before pretrained_pth, so fp32 weights of an earlier stage are loaded without rounding
+        self.weight_dtypes = self._keep_trainable_in_fp32(projector_dtype=vision_dtype)
         if use_activation_checkpointing:
             self.activation_checkpointing_enable()
         if pretrained_pth is not None:
@@ -160,7 +163,42 @@ class VideoCCAMModel(BaseModel):
                 f"projector cross_hidden_size={module.config.cross_hidden_size} / output_size="
                 f"{module.config.output_size} do not match the vision width {vision_width} / LLM width {llm_width}"
             )
-        return module.to(self.visual_encoder.dtype)
+        return module  # its dtype is set by _keep_trainable_in_fp32
+
+    def _keep_trainable_in_fp32(self, projector_dtype: torch.dtype) -> dict[str, torch.dtype]:
+        """Keep every trainable weight in float32 when its tower is bf16/fp16; returns {name: its storage dtype}.
+
+        AdamW updates of a bf16 weight are rounded to bf16 in place: an update smaller than half a bf16 step
+        (2**-9 relative; lr 2e-5 on a LayerNorm weight of 1.0) is lost, every step. mmengine's
+        ``AmpOptimWrapper`` keeps no master copy (it only autocasts the forward pass) and neither does a plain
+        ``OptimWrapper``, so the trainable weights themselves are fp32, as torch AMP expects (fp32 parameters,
+        low-precision compute under autocast). Frozen weights stay as loaded. LoRA adapters are fp32 already
+        (peft's ``autocast_adapter_dtype``); fully unfrozen bf16 towers become fp32. Module boundaries cast
+        their inputs (the projector to its own dtype, the splice to the LLM embeddings' dtype, peft's LoRA
+        layers to the adapter's dtype), so the forward runs with and without autocast.
+
+        The returned storage dtypes are what the weights were loaded in (for the projector: ``projector_dtype``,
+        the vision tower's); exports round the fp32 weights back to them unless another dtype is asked for
+        (``export.loaded_dtype_state``). DeepSpeed with bf16 casts the whole module to bf16 again and keeps
+        its own fp32 master copies; weights it has partitioned (ZeRO-3, ``ds_id``) are left to it.
+        """
+        low_precision = (torch.bfloat16, torch.float16)
+        storage: dict[str, torch.dtype] = {}
+        if projector_dtype in low_precision:
+            self.projector.to(torch.float32)
+            storage.update((f"projector.{n}", projector_dtype) for n, _ in self.projector.named_parameters())
+        else:
+            self.projector.to(projector_dtype)  # an fp32 (or fp64) vision tower: the projector computes in it
+        loaded: dict[int, torch.dtype] = {}  # by parameter identity: tied weights appear under several names
+        for name, param in self.named_parameters(remove_duplicate=False):
+            if not param.requires_grad or hasattr(param, "ds_id") or name in storage:
+                continue
+            if id(param) not in loaded and param.dtype in low_precision:
+                loaded[id(param)] = param.dtype
+                param.data = param.data.float()
+            if id(param) in loaded:
+                storage[name] = loaded[id(param)]
+        return storage
 
     def _used_vision_layers(self) -> int:
         """How many encoder layers feed ``hidden_states[visual_select_layer]`` (entry 0 is the embeddings)."""
