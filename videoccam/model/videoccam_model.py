@@ -383,21 +383,31 @@ class VideoCCAMModel(BaseModel):
             zero_term = None
         return spliced, zero_term
 
-    def _answer_loss(self, spliced: Mapping[str, Any]) -> torch.Tensor:
+    def _answer_loss(self, spliced: Mapping[str, Any], loss_divisor: float | None = None) -> torch.Tensor:
         """Next-token cross-entropy computed from logits at the labelled positions only.
 
         Same value as the LLM's own ``labels=`` loss (mean over labelled tokens), but the [tokens, vocab] fp32
         logits are built for answer tokens only instead of every position: with 8k-token samples and a 152k
         vocabulary that is several GiB per sample. Falls back to the LLM's loss for models whose head does more
         than a projection (logit soft-capping).
+
+        Args:
+            spliced: the output of :func:`splice_media_embeds` (with labels).
+            loss_divisor: None: the mean over this batch's labelled tokens; a number: the sum of the token
+                losses divided by it (``videoccam.engine.loops.TokenMeanTrainLoop`` sets it so that a step's loss
+                is the mean over all answer tokens of all its micro-batches and ranks).
         """
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under peft
         decoder, head = base.get_decoder(), base.get_output_embeddings()
         if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
-            return self.llm(
+            loss = self.llm(
                 inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"],
                 position_ids=spliced["position_ids"], labels=spliced["labels"], use_cache=False, return_dict=True,
             ).loss
+            if loss_divisor is None:
+                return loss
+            count = int((spliced["labels"][:, 1:] != IGNORE_INDEX).sum())
+            return loss * (count / loss_divisor) if count else loss * 0.0
         hidden = decoder(
             inputs_embeds=spliced["inputs_embeds"],
             attention_mask=spliced["attention_mask"],
@@ -410,7 +420,9 @@ class VideoCCAMModel(BaseModel):
         logits = head(hidden[:, :-1][keep]).float()  # [n_answer_tokens, vocab]
         if logits.shape[0] == 0:
             return logits.sum() * 0.0  # through the head, as on ranks with answer tokens (ZeRO-3 / DDP)
-        return torch.nn.functional.cross_entropy(logits, targets[keep])
+        if loss_divisor is None:
+            return torch.nn.functional.cross_entropy(logits, targets[keep])
+        return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / loss_divisor
 
     def _llm_forward(self, data: Mapping[str, Any], with_labels: bool) -> tuple[Any, torch.Tensor | None]:
         spliced, zero_term = self._llm_inputs(data, with_labels)
@@ -424,8 +436,15 @@ class VideoCCAMModel(BaseModel):
         )
         return output, zero_term
 
+    # the loss takes data["loss_divisor"] (sum of token losses / divisor): TokenMeanTrainLoop checks this
+    supports_loss_divisor = True
+
     def forward(self, data: Mapping[str, Any], data_samples: Any = None, mode: str = "loss") -> Any:
-        """mmengine entry: ``loss`` -> {"loss": scalar}; ``tensor`` -> logits [b, l', vocab]; ``predict`` -> outputs."""
+        """mmengine entry: ``loss`` -> {"loss": scalar}; ``tensor`` -> logits [b, l', vocab]; ``predict`` -> outputs.
+
+        In ``loss`` mode the loss is the mean over the batch's answer tokens, or, when ``data["loss_divisor"]``
+        is given, their summed loss divided by it (see :meth:`_answer_loss`).
+        """
         if mode == "loss" and "input_ids" not in data:
             # every sample of this batch was skipped (on_error="skip"): a zero loss from the same module calls
             # as a real step (vision tower and projector on a dummy frame, the loss path on two dummy tokens, the
@@ -442,7 +461,7 @@ class VideoCCAMModel(BaseModel):
             return {"loss": loss if zero_term is None else loss + zero_term}
         if mode == "loss":
             spliced, zero_term = self._llm_inputs(data, with_labels=True)
-            loss = self._answer_loss(spliced)
+            loss = self._answer_loss(spliced, data.get("loss_divisor"))
             return {"loss": loss if zero_term is None else loss + zero_term}
         if mode == "tensor":
             return self._llm_forward(data, with_labels=False)[0].logits
