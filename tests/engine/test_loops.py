@@ -200,3 +200,51 @@ def test_two_ddp_ranks_with_accumulation_equal_one_batch_of_all_samples(tiny_mod
     reference = build_model(tiny_models)
     train(reference, configured_loop(), [collate(SHORT + LONG)], accumulation=1)
     assert_same_update(torch.load(out, weights_only=True), trainable(reference), init)
+
+
+class StoppingRunner(StandInRunner):
+    """Stops the loop after ``stop_after`` iterations, as a run killed right after a checkpoint."""
+
+    def __init__(self, model: Any, optim_wrapper: Any, stop_after: int) -> None:
+        super().__init__(model, optim_wrapper)
+        self.stop_after, self.loop = stop_after, None
+
+    def call_hook(self, name: str, **kwargs: Any) -> None:
+        super().call_hook(name, **kwargs)
+        if name == "after_train_iter" and kwargs["batch_idx"] + 1 == self.stop_after:
+            self.loop.stop_training = True
+
+
+def test_resume_at_a_step_boundary_continues_as_the_uninterrupted_run(tiny_models):
+    """Accumulation 2 over 6 micro-batches, stopped after iteration 4 and resumed the way mmengine resumes (the
+    loop's iteration counter restored, the first 4 batches skipped) ends with the weights of the run that was
+    not interrupted: the read-ahead does not shift the data or the accumulation windows."""
+    from mmengine.optim import OptimWrapper
+
+    batches = [collate(SHORT[:1]), collate(LONG[:1]), collate(SHORT[1:]), collate(LONG[1:]), collate(THIRD),
+               collate(SHORT + THIRD)]
+    full = build_model(tiny_models)
+    train(full, configured_loop(), batches, accumulation=2)
+
+    def start(model: Any, runner_type: Any, first_iter: int, **kwargs: Any) -> Any:
+        params = [p for p in model.parameters() if p.requires_grad]
+        wrapper = OptimWrapper(torch.optim.SGD(params, lr=1.0), accumulative_counts=2)
+        runner = runner_type(model, wrapper, **kwargs)
+        loop = configured_loop()(runner, DataLoader(copy.deepcopy(batches), batch_size=None, collate_fn=_identity),
+                                 max_iters=len(batches))
+        loop._iter = first_iter  # what mmengine's resume restores from the checkpoint's message hub
+        wrapper.initialize_count_status(model, first_iter, len(batches))
+        return runner, loop
+
+    killed = build_model(tiny_models)
+    runner, loop = start(killed, StoppingRunner, 0, stop_after=4)
+    runner.loop = loop
+    loop.run()
+    assert len(runner.logged) == 4
+    resumed = build_model(tiny_models)
+    resumed.load_state_dict(killed.state_dict(), strict=False)  # the checkpoint's trainable weights
+    runner, loop = start(resumed, StandInRunner, 4)
+    loop.run()
+    assert len(runner.logged) == 2
+    for name, weight in trainable(full).items():
+        torch.testing.assert_close(trainable(resumed)[name], weight, rtol=1e-5, atol=1e-6)

@@ -163,6 +163,6 @@ class TokenMeanTrainLoop(TrainLoop):
         local = count_loss_tokens(data_batch)
         if outputs is not None and "loss" in outputs and local:
             # log this micro-batch's mean over its own answer tokens, not its share of the step's sum
-            outputs["loss"] = outputs["loss"] * (self._loss_divisor / local)
+            outputs["loss"] = outputs["loss"].detach() * (self._loss_divisor / local)
         self.runner.call_hook("after_train_iter", batch_idx=self._iter, data_batch=data_batch, outputs=outputs)
         self._iter += 1
