@@ -13,7 +13,11 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
   whose output is added with weight 0), so DDP and DeepSpeed ZeRO-3 ranks never disagree on which parameters
   took part;
 * LoRA on a non-quantised LLM does not go through ``prepare_model_for_kbit_training`` (which would upcast a
-  bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit.
+  bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
+* trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
+  without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+* with ``data["loss_divisor"]`` the loss is the summed token loss divided by it (set by
+  ``videoccam.engine.loops.TokenMeanTrainLoop`` for a per-token mean over a whole optimizer step).
 
 Notation: b samples, l tokens, f frames (all media of the batch), m media items, q queries, d_l LLM width.
 """
