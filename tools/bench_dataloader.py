@@ -7,10 +7,13 @@ Measures, side by side in one run (interleaved item by item, so machine load aff
 * raw decord: ``decord.VideoReader(path, num_threads=T).get_batch(indices).asnumpy()``, with ``indices`` the
   frames the dataset's sampler takes (same files, same indices, same decoder threads);
 * the dataset: ``VideoCCAMDataset.__getitem__`` = decode + preprocessing to ``pixel_values`` (SigLIP's
-  processor settings: resize to --image-size, bicubic, mean = std = 0.5), with the batched torch
-  preprocessing (the default);
+  processor settings: resize to --image-size, bicubic, mean = std = 0.5), with its default
+  preprocessing (PIL resize as the processor does it, batched torch normalisation);
 * the dataset with ``fast_image_processing=False`` (the Hugging Face image processor on PIL frames), for
-  reference.
+  reference;
+* with ``--with-torch-resize``: the dataset resizing with torch's uint8 antialiased ``interpolate`` instead of
+  PIL (what it did before issue 9; fast, but 1-2 uint8 steps away from the processor on about 0.5% of the
+  values), to show what PIL's exact resize costs in the same run.
 
 and prints frames per second of wall time and per CPU-second (all threads and worker processes; steadier
 than wall time on a busy machine) of each, and the ratio dataset / raw decord (the project's target is
@@ -58,6 +61,23 @@ class RawDecord:
         path, indices = self.items[i]
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads)
         return reader.get_batch(indices).asnumpy()  # [t, h, w, 3] uint8
+
+
+class TorchResizeProcessor:
+    """Reference only: resize with torch's uint8 antialiased interpolate, then the dataset's normalisation."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, frames: Any):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [t, 3, h, w] uint8
+        if self.processor.size is not None and tuple(x.shape[-2:]) != self.processor.size:
+            x = F.interpolate(x, size=self.processor.size, mode=self.processor.resample, antialias=True)
+        return self.processor.normalize(x)
 
 
 def _frames(item: Any) -> int:
@@ -154,6 +174,10 @@ def build_datasets(args: argparse.Namespace, data_file: Path, models: Path) -> d
     datasets = {"dataset": fast}
     if not args.skip_hf:
         datasets["dataset_hf_processor"] = VideoCCAMDataset(**common, fast_image_processing=False)
+    if args.with_torch_resize:
+        torch_resize = VideoCCAMDataset(**common)
+        torch_resize.batch_processor = TorchResizeProcessor(torch_resize.batch_processor)
+        datasets["dataset_torch_resize"] = torch_resize
     items = []
     for sample in fast.samples:
         clip = fast.frame_sampling.load(sample.media_path, "video", sample.num_frames, output="numpy")
@@ -237,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch intra-op threads (DataLoader workers use 1; default %(default)s)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="passes over the videos")
     parser.add_argument("--skip-hf", action="store_true", help="do not measure the HF image processor path")
+    parser.add_argument("--with-torch-resize", action="store_true",
+                        help="also measure the dataset with torch's uint8 resize (the pre-issue-9 path)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.sampling == "fps" and not args.fps:
@@ -263,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "dataset_hf_processor" in rate:
         print(f"  ratio with the HF image processor instead: {rate['dataset_hf_processor'] / rate['raw_decord']:.2f} "
               f"(wall), {cpu_rate['dataset_hf_processor'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
+    if "dataset_torch_resize" in rate:
+        print(f"  ratio with torch's uint8 resize instead of PIL's: "
+              f"{rate['dataset_torch_resize'] / rate['raw_decord']:.2f} (wall), "
+              f"{cpu_rate['dataset_torch_resize'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
     print(f"ratio dataset / raw decord: {ratio:.2f} (wall clock), {cpu_ratio:.2f} (CPU time); target >= 0.8")
     if args.json:
         figures = {"frames_per_s": rate, "frames_per_cpu_s": cpu_rate, "ratio": ratio, "cpu_ratio": cpu_ratio,

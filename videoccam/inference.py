@@ -77,7 +77,8 @@ def build_hf_from_checkpoint(
     template = template_from_cfg(cfg)
     tokenizer = prepare_tokenizer(build_tokenizer(cfg), template)
     image_processor = build_image_processor(cfg)
-    model = build_hf_model(training_model, template, tokenizer, merge_inplace=True)
+    # dtype given: cast from the fp32 training weights (VideoCCAMModel keeps them fp32), not from their bf16 rounding
+    model = build_hf_model(training_model, template, tokenizer, merge_inplace=True, dtype=dtype)
     del training_model
     return _finish(model, device, dtype), tokenizer, image_processor
 

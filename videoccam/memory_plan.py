@@ -10,8 +10,9 @@ LoRA adapter sizes and the projector come from those skeletons; memory is then c
 * **gradients and AdamW states** of the trainable parameters (projector, LoRA). DeepSpeed (``zero`` 1-3) runs
   the whole model in bf16 and keeps an fp32 master copy plus two fp32 moments (12 bytes per trainable
   parameter) partitioned over the GPUs, gradients too from ZeRO-2, all weights from ZeRO-3; ``zero=0`` is
-  mmengine's optimizer wrapper (DDP or one process): parameters keep their loaded dtype (LoRA adapters are
-  fp32, peft's default) and AdamW keeps its two moments in that dtype, unpartitioned;
+  mmengine's optimizer wrapper (DDP or one process): frozen parameters keep their loaded dtype, trainable ones
+  are fp32 (LoRA adapters by peft's default; the projector and unfrozen bf16 towers upcast by VideoCCAMModel,
+  as there is no master copy) and AdamW keeps its two moments in fp32, unpartitioned;
 * **activations**: the tensors autograd saves for backward, counted per token for each layer type from the
   operations transformers 4.48, peft and this project's projector run (listed in :func:`llm_layer_bytes`,
   :func:`vision_layer_bytes`, :func:`projector_bytes`), with and without activation checkpointing, plus the
@@ -403,6 +404,11 @@ class _Setup:
         return 4 if self.p_llm == 4 else 2
 
     @property
+    def projector_param_bytes(self) -> int:
+        """The projector trains in fp32 without DeepSpeed (VideoCCAMModel upcasts it from a bf16/fp16 vision dtype)."""
+        return self.train_bytes or max(self.p_vis, 4)
+
+    @property
     def adapter_bytes(self) -> int:
         return self.train_bytes or 4  # without DeepSpeed peft keeps adapters (and their states) in fp32
 
@@ -541,15 +547,19 @@ def _weight_rows(s: _Setup, params: dict[str, dict[str, int]]) -> tuple[list[Row
         llm_bytes = int(quantized * per_param + (n_llm - quantized) * 4)
         llm_note = f"{s.bits}-bit linear layers ({quantized:,} params), the rest fp32 (prepare_model_for_kbit_training)"
     else:
-        llm_bytes = n_llm * (s.train_bytes or s.p_llm)
-        llm_note = f"{n_llm / 1e9:.2f} B params x {s.train_bytes or s.p_llm} B"
-    proj_bytes = s.train_bytes or s.p_vis  # VideoCCAMModel casts the projector to the vision dtype
+        # VideoCCAMModel keeps trainable weights in fp32 (bf16 ones are upcast: there is no master copy without
+        # DeepSpeed), so an unfrozen tower is fp32
+        llm_elem = s.train_bytes or (max(s.p_llm, 4) if params["llm"]["trainable"] - s.n_llm_lora else s.p_llm)
+        llm_bytes = n_llm * llm_elem
+        llm_note = f"{n_llm / 1e9:.2f} B params x {llm_elem} B"
+    vis_elem = s.train_bytes or (max(s.p_vis, 4) if params["visual_encoder"]["trainable"] - s.n_vis_lora else s.p_vis)
+    proj_bytes = s.projector_param_bytes
     parts = [
         ("LLM (frozen)" if not params["llm"]["trainable"] - s.n_llm_lora else "LLM", llm_bytes, llm_note),
         ("LLM LoRA adapters (trainable)", s.n_llm_lora * s.adapter_bytes,
          f"r={s.llm_lora['r']} on {len(s.llm_targets)} linear layers, {s.adapter_bytes} B/param" if s.llm_lora else ""),
         ("SigLIP (frozen)" if not params["visual_encoder"]["trainable"] - s.n_vis_lora else "SigLIP",
-         n_vis * (s.train_bytes or s.p_vis), f"{n_vis / 1e6:.0f} M params"),
+         n_vis * vis_elem, f"{n_vis / 1e6:.0f} M params"),
         ("SigLIP LoRA adapters (trainable)", s.n_vis_lora * s.adapter_bytes,
          f"r={s.vis_lora['r']} on {len(s.vis_targets)} linear layers (layers < {s.used_vision_layers})"
          if s.vis_lora else ""),
@@ -575,7 +585,7 @@ def _state_rows(s: _Setup, params: dict[str, dict[str, int]]) -> tuple[list[Row]
     trainable = sum(p["trainable"] for p in params.values())
     if s.zero == 0:
         n_proj = params["projector"]["trainable"]
-        grads = (trainable - n_proj) * s.adapter_bytes + n_proj * s.p_vis
+        grads = (trainable - n_proj) * s.adapter_bytes + n_proj * s.projector_param_bytes
         return [
             Row("training state", "gradients (trainable params, own dtype)", grads, "full copy per GPU"),
             Row("training state", "AdamW exp_avg + exp_avg_sq", 2 * grads,
@@ -619,7 +629,9 @@ def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
         lora_act = 2 if s.amp else s.adapter_bytes
         llm_prec = Precision(4 if s.bits else s.p_llm, lora_act, mask or s.adapter_bytes)
         vis_prec = Precision(s.p_vis, lora_act, mask or s.adapter_bytes)
-        proj_prec = Precision(s.p_vis, s.p_vis, mask or s.p_vis)
+        # the fp32 projector computes in bf16 under autocast, in fp32 without
+        proj_act = s.p_vis if s.amp else s.projector_param_bytes
+        proj_prec = Precision(proj_act, proj_act, mask or proj_act)
     cfg = s.llm_config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     llm_arch = {

@@ -20,10 +20,10 @@ from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
 from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer, SiglipImageProcessor, SiglipVisionModel
 from xtuner.dataset.samplers import LengthGroupedSampler
-from xtuner.engine.runner import TrainLoop
 
 from videoccam.dataset.dataset import VideoCCAMDataset, videoccam_collate_fn
 from videoccam.engine.hooks import SkippedSamplesHook
+from videoccam.engine.loops import TokenMeanTrainLoop
 from videoccam.model.videoccam_model import VideoCCAMModel
 
 #######################################################################
@@ -191,7 +191,9 @@ param_scheduler = [
     ),
 ]
 
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+# xtuner's TrainLoop, with the loss of each optimizer step the mean over all its answer tokens (every
+# micro-batch of the accumulation and every rank), not a mean of per-micro-batch means
+train_cfg = dict(type=TokenMeanTrainLoop, max_epochs=max_epochs)
 
 #######################################################################
 #                           PART 5  Runtime                           #

@@ -9,11 +9,11 @@ from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, L
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer, SiglipImageProcessor, SiglipVisionModel
-from xtuner.engine.runner import TrainLoop
 from xtuner.utils import PROMPT_TEMPLATE
 
 from videoccam.dataset.dataset import VideoCCAMDataset, videoccam_collate_fn
 from videoccam.engine.hooks import SkippedSamplesHook
+from videoccam.engine.loops import TokenMeanTrainLoop
 from videoccam.model.videoccam_model import VideoCCAMModel
 
 #######################################################################
@@ -140,7 +140,9 @@ param_scheduler = [
     dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True),
 ]
 
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+# xtuner's TrainLoop, with the loss of each optimizer step the mean over all its answer tokens (every
+# micro-batch of the accumulation and every rank), not a mean of per-micro-batch means
+train_cfg = dict(type=TokenMeanTrainLoop, max_epochs=max_epochs)
 
 #######################################################################
 #                           PART 5  Runtime                           #

@@ -458,3 +458,43 @@ def test_xtuner_layout_of_unfrozen_towers_without_lora(tiny_models, tmp_path):
     assert resolve_template("xtuner.utils.PROMPT_TEMPLATE.qwen_chat") == resolve_template("qwen_chat")
     with pytest.raises(ValueError, match="unknown prompt template"):
         resolve_template("no_such_template")
+
+
+def test_bf16_model_trained_in_fp32_exports_the_dtype_asked_for(tiny_models, tmp_path):
+    """bf16 towers: the projector trains in fp32 (issue 9) but the exports still write what the user asks for:
+    the loaded dtype (bf16) by default, float32 with ``dtype``/``fp32`` (then the fp32 weights, unrounded)."""
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+
+    from tests.model.export_helpers import model_cfg_options
+    from videoccam.model.export import save_hf_folder, save_xtuner_layout
+
+    cfg = Config.fromfile(str(STAGE2))
+    cfg.merge_from_dict({**model_cfg_options(tiny_models), "model.llm.torch_dtype": "torch.bfloat16",
+                         "model.visual_encoder.torch_dtype": "torch.bfloat16"})
+    torch.manual_seed(0)
+    model = BUILDER.build(cfg.model).eval()
+    queries = model.projector.queries.detach()
+    assert queries.dtype == torch.float32
+
+    def dtypes(path: Path) -> dict[str, set]:
+        out: dict[str, set] = {}
+        for file in path.glob("*.safetensors"):
+            with safe_open(str(file), "pt") as f:
+                for key in f.keys():
+                    out.setdefault(key.split(".")[0], set()).add(f.get_tensor(key).dtype)
+        return out
+
+    save_hf_folder(model, cfg, tmp_path / "default")
+    assert dtypes(tmp_path / "default") == {part: {torch.bfloat16} for part in ("llm", "visual_encoder", "projector")}
+    assert json.loads((tmp_path / "default/config.json").read_text())["torch_dtype"] == "bfloat16"
+    save_hf_folder(model, cfg, tmp_path / "fp32", dtype=torch.float32)
+    assert dtypes(tmp_path / "fp32") == {part: {torch.float32} for part in ("llm", "visual_encoder", "projector")}
+    with safe_open(str(tmp_path / "fp32/model.safetensors"), "pt") as f:
+        torch.testing.assert_close(f.get_tensor("projector.queries"), queries, rtol=0, atol=0)
+
+    save_xtuner_layout(model, cfg, tmp_path / "xtuner")
+    save_xtuner_layout(model, cfg, tmp_path / "xtuner_fp32", fp32=True)
+    assert set().union(*dtypes(tmp_path / "xtuner/projector").values()) == {torch.bfloat16}
+    assert set().union(*dtypes(tmp_path / "xtuner_fp32/projector").values()) == {torch.float32}
+    assert model.projector.queries.dtype == torch.float32  # the training model is left as it was

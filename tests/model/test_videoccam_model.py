@@ -210,3 +210,79 @@ def test_answer_only_loss_equals_the_llms_full_loss(tiny_models, stage):
         full = model.llm(inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"],
                          position_ids=spliced["position_ids"], labels=spliced["labels"]).loss
     torch.testing.assert_close(loss, full, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bf16 towers: the trainable weights are fp32 masters (issue 9)
+# ----------------------------------------------------------------------------------------------------------------
+def build_bf16(tiny_models, setup: str) -> VideoCCAMModel:
+    """bf16 LLM + bf16 SigLIP as the real recipes load them. ``lora``: stage 2 (projector + LoRA on both towers);
+    ``full``: the projector and the whole LLM train (no LoRA)."""
+    torch.manual_seed(0)
+    kwargs = {}
+    if setup == "lora":
+        kwargs = dict(
+            llm_lora=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM"),
+            visual_encoder_lora=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0),
+        )
+    else:
+        kwargs = dict(freeze_llm=False)
+    return VideoCCAMModel(
+        llm=AutoModelForCausalLM.from_pretrained(tiny_models / "qwen2", torch_dtype=torch.bfloat16),
+        visual_encoder=SiglipVisionModel.from_pretrained(tiny_models / "siglip", torch_dtype=torch.bfloat16),
+        projector=dict(PROJECTOR),
+        use_activation_checkpointing=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("autocast", [True, False], ids=["autocast", "no_autocast"])
+@pytest.mark.parametrize("setup", ["lora", "full"])
+def test_bf16_run_updates_every_trainable_tensor(tiny_models, setup, autocast):
+    """5 AdamW steps at lr 2e-5 on bf16 towers change every trainable tensor (projector LayerNorms included).
+
+    Covers the model and mmengine's ``OptimWrapper`` (backward, step, zero_grad), with the forward under
+    mmengine's ``autocast(dtype=bfloat16)`` as ``AmpOptimWrapper.optim_context`` runs it, or without autocast.
+    ``AmpOptimWrapper`` itself refuses to start without CUDA; what it adds (a GradScaler multiplying the loss and
+    dividing the gradients by the same power of two) does not change which updates survive. Before the fix the
+    projector was bf16: an update below half a bf16 step was rounded away, so the LayerNorm weights (1.0) never
+    moved and most query elements neither.
+    """
+    from mmengine.optim import OptimWrapper
+    from mmengine.runner.amp import autocast as mm_autocast
+
+    model = build_bf16(tiny_models, setup)
+    model.train()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    wrapper = OptimWrapper(torch.optim.AdamW(trainable.values(), lr=2e-5, weight_decay=0.0))
+    data = batch([1, 4, None, 2])
+    for _ in range(5):
+        with mm_autocast(device_type="cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(data, mode="loss")["loss"]
+        assert torch.isfinite(loss)
+        wrapper.update_params(loss)
+    unchanged = [n for n, p in trainable.items() if torch.equal(p.detach(), before[n])]
+    assert not unchanged, f"{len(unchanged)} of {len(trainable)} trainable tensors never changed: {unchanged[:5]}"
+    if setup == "lora":  # every element gets a gradient (no embedding rows of unseen tokens), so every one moves
+        moved = sum(int((p.detach() != before[n]).sum()) for n, p in trainable.items())
+        assert moved == sum(p.numel() for p in trainable.values())
+    # how: the trainable weights are fp32, the frozen ones stay as loaded
+    assert {p.dtype for p in trainable.values()} == {torch.float32}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+
+
+def test_bf16_storage_dtypes_are_recorded_and_exported(tiny_models):
+    """The fp32 trainable weights remember their loaded dtype: the exported model is bf16 again unless asked."""
+    from videoccam.model.export import loaded_dtype_state
+
+    model = build_bf16(tiny_models, "full")
+    projector = {f"projector.{n}" for n, _ in model.projector.named_parameters()}
+    llm = {f"llm.{n}" for n, _ in model.llm.named_parameters(remove_duplicate=False)}
+    assert set(model.weight_dtypes) == projector | llm
+    assert set(model.weight_dtypes.values()) == {torch.bfloat16}
+    state = loaded_dtype_state(model, "projector", model.projector.state_dict())
+    assert {v.dtype for v in state.values()} == {torch.bfloat16}
+    torch.testing.assert_close(state["queries"], model.projector.queries.detach().to(torch.bfloat16))
+    # fp32 towers: nothing to upcast, nothing recorded (the projector computes in the towers' fp32)
+    assert build(tiny_models, stage=2).weight_dtypes == {}

@@ -16,9 +16,10 @@ cannot be decoded) make ``__getitem__`` return a ``{"skipped": ...}`` marker tha
 Construction checks everything that needs no decoding, so ``raise`` stops before the first step on every such
 problem, in file order; ``tools/validate_data.py`` also decodes every sample, with the same code.
 
-Frames are decoded straight to numpy and preprocessed per clip in torch (:mod:`.frame_processing`) when the
-image processor allows it (SigLIP's does), which keeps the dataset close to raw decord speed
-(``tools/bench_dataloader.py``); other processors are called as they are.
+Frames are decoded straight to numpy, resized with PIL (the image processor's own resize, so training sees
+the pixels ``chat()`` and evaluation see) and rescaled / normalised per clip in torch
+(:mod:`.frame_processing`) when the image processor allows it (SigLIP's does); other processors are called
+as they are (``tools/bench_dataloader.py`` measures both against raw decord).
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ class VideoCCAMDataset(Dataset):
         video_backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
         check_files: check at construction that every media file / frame folder / subtitles file exists and
             is not empty (one ``stat`` per record; turn off only for very slow file systems).
-        fast_image_processing: preprocess clips in batched torch (:class:`BatchFrameProcessor`) when the image
-            processor's steps allow it; ``False`` always calls the image processor on PIL frames.
+        fast_image_processing: preprocess clips with :class:`BatchFrameProcessor` (PIL resize, batched torch
+            normalisation; the same values as the processor) when the image processor's steps allow it;
+            ``False`` always calls the image processor on PIL frames.
     """
 
     def __init__(

@@ -47,6 +47,7 @@ from .videoccam_model import VideoCCAMModel  # noqa: E402
 
 __all__ = [
     "build_hf_model",
+    "loaded_dtype_state",
     "make_generation_config",
     "merged_state_dict",
     "prepare_tokenizer",
@@ -286,6 +287,21 @@ def merged_state_dict(
 # ----------------------------------------------------------------------------------------------------------------
 # Training model -> VideoCCAMForCausalLM
 # ----------------------------------------------------------------------------------------------------------------
+def loaded_dtype_state(model: nn.Module, prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (keys relative to ``model.<prefix>``) with the fp32 master weights rounded to their loaded dtype.
+
+    :class:`VideoCCAMModel` trains its bf16/fp16 trainable weights in fp32 and records the dtype each had in
+    ``model.weight_dtypes`` (the projector: the vision tower's dtype). Exports that keep "the training dtypes"
+    write those, so a bf16 recipe still gives a bf16 model; tensors not recorded are returned unchanged.
+    """
+    loaded = getattr(model, "weight_dtypes", None) or {}
+    out = {}
+    for key, value in state.items():
+        dtype = loaded.get(f"{prefix}.{key}")
+        out[key] = value.to(dtype) if dtype is not None and value.is_floating_point() else value
+    return out
+
+
 def _meta_parameters(model: nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.is_meta]
 
@@ -303,7 +319,11 @@ def _check_not_meta(model: nn.Module) -> None:
 
 
 def build_hf_model(
-    model: VideoCCAMModel, template: Any, tokenizer: Any, merge_inplace: bool = False
+    model: VideoCCAMModel,
+    template: Any,
+    tokenizer: Any,
+    merge_inplace: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> VideoCCAMForCausalLM:
     """The single-folder Hugging Face model equivalent to a trained :class:`VideoCCAMModel`.
 
@@ -317,9 +337,12 @@ def build_hf_model(
         tokenizer: its tokenizer (stop word ids, pad id).
         merge_inplace: merge the adapters inside ``model`` instead of on per-layer copies (saves memory; see
             :func:`merged_state_dict`).
+        dtype: dtype of every weight of the result (the fp32 training weights are cast from their fp32 values).
+            None: the dtypes the base weights were loaded in; the trainable weights, fp32 during training, are
+            rounded to them (:func:`loaded_dtype_state`).
 
     Returns:
-        a :class:`VideoCCAMForCausalLM` in eval mode, in the training model's dtypes.
+        a :class:`VideoCCAMForCausalLM` in eval mode; its configs' ``torch_dtype`` is ``dtype`` if given.
 
     Raises:
         ValueError: if some weights of ``model`` are on the meta device.
@@ -345,13 +368,18 @@ def build_hf_model(
         torch_dtype=llm.dtype,
     )
 
+    parts = {
+        "llm": merged_state_dict(model.llm, merge_inplace, "merging LLM LoRA"),
+        "visual_encoder": merged_state_dict(model.visual_encoder, merge_inplace, "merging vision LoRA"),
+        "projector": model.projector.state_dict(),
+    }
     state: dict[str, torch.Tensor] = {}
-    state.update((f"llm.{k}", v) for k, v in merged_state_dict(model.llm, merge_inplace, "merging LLM LoRA").items())
-    state.update(
-        (f"visual_encoder.{k}", v)
-        for k, v in merged_state_dict(model.visual_encoder, merge_inplace, "merging vision LoRA").items()
-    )
-    state.update((f"projector.{k}", v) for k, v in model.projector.state_dict().items())
+    for prefix, part in parts.items():
+        if dtype is None:
+            part = loaded_dtype_state(model, prefix, part)
+        else:
+            part = {k: v.to(dtype) if v.is_floating_point() else v for k, v in part.items()}
+        state.update((f"{prefix}.{k}", v) for k, v in part.items())
 
     with init_empty_weights(include_buffers=False):
         hf_model = VideoCCAMForCausalLM(config)
@@ -367,6 +395,9 @@ def build_hf_model(
     still_meta = _meta_parameters(hf_model)
     if still_meta:
         raise ValueError(f"{len(still_meta)} weights stayed on the meta device after loading (first: {still_meta[0]})")
+    if dtype is not None:
+        for sub_config in (hf_model.config, hf_model.config.text_config, hf_model.config.vision_config):
+            sub_config.torch_dtype = dtype
     hf_model.generation_config = make_generation_config(tokenizer, template)
     return hf_model.eval()
 
@@ -483,7 +514,8 @@ def save_hf_folder(
         fp32: save in float32 (same as ``dtype=torch.float32``).
         save_pretrained_kwargs: ``max_shard_size`` (default "5GB"); ``safe_serialization`` is accepted and
             ignored (the folder is always safetensors).
-        dtype: dtype of the saved weights; None keeps the training dtypes.
+        dtype: dtype of the saved weights; None keeps the dtypes the base weights were loaded in (trainable
+            weights, kept in fp32 during training, are rounded to them).
         merge_inplace: merge the LoRA adapters inside ``model`` (less memory; for one-shot conversion).
 
     Returns:
@@ -508,11 +540,7 @@ def save_hf_folder(
     tokenizer = prepare_tokenizer(build_tokenizer(cfg), template)
     image_processor = build_image_processor(cfg)
     print_log("building the merged Hugging Face model", "current")
-    hf_model = build_hf_model(model, template, tokenizer, merge_inplace=merge_inplace)
-    if dtype is not None:
-        hf_model.to(dtype)
-        for config in (hf_model.config, hf_model.config.text_config, hf_model.config.vision_config):
-            config.torch_dtype = dtype
+    hf_model = build_hf_model(model, template, tokenizer, merge_inplace=merge_inplace, dtype=dtype)
     files = write_hf_folder(hf_model, tokenizer, image_processor, save_dir, max_shard_size=max_shard_size)
     print_log(f"saved the Hugging Face model to {save_dir}", "current")
     return files
@@ -533,6 +561,14 @@ def _cast_trainable(module: nn.Module, dtype: torch.dtype | None) -> dict[str, t
     return {k: (v.to(dtype) if k in trainable and v.is_floating_point() else v) for k, v in module.state_dict().items()}
 
 
+def _loaded_or_fp32(model: nn.Module, part: str, fp32: bool) -> dict[str, torch.Tensor]:
+    """``model.<part>.state_dict()`` in float32 (``fp32``) or in its loaded dtypes (:func:`loaded_dtype_state`)."""
+    state = getattr(model, part).state_dict()
+    if fp32:
+        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return loaded_dtype_state(model, part, state)
+
+
 def save_xtuner_layout(
     model: VideoCCAMModel,
     cfg: Any,
@@ -546,8 +582,10 @@ def save_xtuner_layout(
     unfrozen; ``visual_encoder_adapter/`` if SigLIP has LoRA, else ``visual_encoder/`` + image processor if it
     was unfrozen; always ``projector/`` (config + weights + ``ccam_projector.py``, loadable alone with
     ``AutoModel.from_pretrained(dir, trust_remote_code=True)``). Only trained weights are read, so base weights
-    may be on the meta device. As in xtuner, the LLM part is saved in float16 unless ``fp32``; ``model`` itself
-    is not modified.
+    may be on the meta device. As in xtuner, the LLM part is saved in float16 unless ``fp32``; the vision part
+    and the projector in the dtype they were loaded in (the vision tower's for the projector; their fp32
+    training copies rounded to it: :func:`loaded_dtype_state`), or float32 with ``fp32``; ``model`` itself is
+    not modified.
 
     Returns:
         the folders written.
@@ -578,11 +616,12 @@ def save_xtuner_layout(
         path = save_dir / "visual_encoder"
         print_log(f"saving the visual encoder and its image processor to {path}", "current")
         build_image_processor(cfg).save_pretrained(str(path))
-        model.visual_encoder.save_pretrained(str(path), **kwargs)
+        model.visual_encoder.save_pretrained(str(path), state_dict=_loaded_or_fp32(model, "visual_encoder", fp32),
+                                             **kwargs)
         written.append(path)
 
     path = save_dir / "projector"
     print_log(f"saving the projector to {path}", "current")
-    model.projector.save_pretrained(str(path), **kwargs)
+    model.projector.save_pretrained(str(path), state_dict=_loaded_or_fp32(model, "projector", fp32), **kwargs)
     written.append(path)
     return written

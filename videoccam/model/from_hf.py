@@ -130,8 +130,8 @@ def projector_from_videoccam(
 
     Args:
         path: the converted folder.
-        torch_dtype: cast the weights (None keeps the saved dtype; ``VideoCCAMModel`` casts the projector to the
-            vision tower's dtype anyway).
+        torch_dtype: cast the weights (None keeps the saved dtype; ``VideoCCAMModel`` trains the projector in
+            fp32 when the vision tower is bf16/fp16, and in the vision tower's dtype otherwise).
         **config_overrides: :class:`CCAMProjectorConfig` fields to change for fine-tuning, e.g. ``dropout=0.0``
             or ``frame_chunk_size=4``; fields that shape weights (``num_queries``, sizes, ``depth``) cannot change.
 

@@ -13,7 +13,11 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
   whose output is added with weight 0), so DDP and DeepSpeed ZeRO-3 ranks never disagree on which parameters
   took part;
 * LoRA on a non-quantised LLM does not go through ``prepare_model_for_kbit_training`` (which would upcast a
-  bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit.
+  bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
+* trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
+  without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+* with ``data["loss_divisor"]`` the loss is the summed token loss divided by it (set by
+  ``videoccam.engine.loops.TokenMeanTrainLoop`` for a per-token mean over a whole optimizer step).
 
 Notation: b samples, l tokens, f frames (all media of the batch), m media items, q queries, d_l LLM width.
 """
@@ -109,6 +113,7 @@ class VideoCCAMModel(BaseModel):
         self.llm.config.use_cache = False
         dispatch_modules(self.llm)
         self.projector = self._build_projector(projector)
+        vision_dtype = self.visual_encoder.dtype  # as loaded, before any upcast
 
         self.freeze_llm = freeze_llm
         self.freeze_visual_encoder = freeze_visual_encoder
@@ -127,6 +132,8 @@ class VideoCCAMModel(BaseModel):
             self.visual_encoder = self._add_lora(
                 self.visual_encoder, visual_encoder_lora, False, used_layers=self._used_vision_layers()
             )
+        # before pretrained_pth, so fp32 weights of an earlier stage are loaded without rounding
+        self.weight_dtypes = self._keep_trainable_in_fp32(projector_dtype=vision_dtype)
         if use_activation_checkpointing:
             self.activation_checkpointing_enable()
         if pretrained_pth is not None:
@@ -160,7 +167,42 @@ class VideoCCAMModel(BaseModel):
                 f"projector cross_hidden_size={module.config.cross_hidden_size} / output_size="
                 f"{module.config.output_size} do not match the vision width {vision_width} / LLM width {llm_width}"
             )
-        return module.to(self.visual_encoder.dtype)
+        return module  # its dtype is set by _keep_trainable_in_fp32
+
+    def _keep_trainable_in_fp32(self, projector_dtype: torch.dtype) -> dict[str, torch.dtype]:
+        """Keep every trainable weight in float32 when its tower is bf16/fp16; returns {name: its storage dtype}.
+
+        AdamW updates of a bf16 weight are rounded to bf16 in place: an update smaller than half a bf16 step
+        (2**-9 relative; lr 2e-5 on a LayerNorm weight of 1.0) is lost, every step. mmengine's
+        ``AmpOptimWrapper`` keeps no master copy (it only autocasts the forward pass) and neither does a plain
+        ``OptimWrapper``, so the trainable weights themselves are fp32, as torch AMP expects (fp32 parameters,
+        low-precision compute under autocast). Frozen weights stay as loaded. LoRA adapters are fp32 already
+        (peft's ``autocast_adapter_dtype``); fully unfrozen bf16 towers become fp32. Module boundaries cast
+        their inputs (the projector to its own dtype, the splice to the LLM embeddings' dtype, peft's LoRA
+        layers to the adapter's dtype), so the forward runs with and without autocast.
+
+        The returned storage dtypes are what the weights were loaded in (for the projector: ``projector_dtype``,
+        the vision tower's); exports round the fp32 weights back to them unless another dtype is asked for
+        (``export.loaded_dtype_state``). DeepSpeed with bf16 casts the whole module to bf16 again and keeps
+        its own fp32 master copies; weights it has partitioned (ZeRO-3, ``ds_id``) are left to it.
+        """
+        low_precision = (torch.bfloat16, torch.float16)
+        storage: dict[str, torch.dtype] = {}
+        if projector_dtype in low_precision:
+            self.projector.to(torch.float32)
+            storage.update((f"projector.{n}", projector_dtype) for n, _ in self.projector.named_parameters())
+        else:
+            self.projector.to(projector_dtype)  # an fp32 (or fp64) vision tower: the projector computes in it
+        loaded: dict[int, torch.dtype] = {}  # by parameter identity: tied weights appear under several names
+        for name, param in self.named_parameters(remove_duplicate=False):
+            if not param.requires_grad or hasattr(param, "ds_id") or name in storage:
+                continue
+            if id(param) not in loaded and param.dtype in low_precision:
+                loaded[id(param)] = param.dtype
+                param.data = param.data.float()
+            if id(param) in loaded:
+                storage[name] = loaded[id(param)]
+        return storage
 
     def _used_vision_layers(self) -> int:
         """How many encoder layers feed ``hidden_states[visual_select_layer]`` (entry 0 is the embeddings)."""
@@ -345,21 +387,31 @@ class VideoCCAMModel(BaseModel):
             zero_term = None
         return spliced, zero_term
 
-    def _answer_loss(self, spliced: Mapping[str, Any]) -> torch.Tensor:
+    def _answer_loss(self, spliced: Mapping[str, Any], loss_divisor: float | None = None) -> torch.Tensor:
         """Next-token cross-entropy computed from logits at the labelled positions only.
 
         Same value as the LLM's own ``labels=`` loss (mean over labelled tokens), but the [tokens, vocab] fp32
         logits are built for answer tokens only instead of every position: with 8k-token samples and a 152k
         vocabulary that is several GiB per sample. Falls back to the LLM's loss for models whose head does more
         than a projection (logit soft-capping).
+
+        Args:
+            spliced: the output of :func:`splice_media_embeds` (with labels).
+            loss_divisor: None: the mean over this batch's labelled tokens; a number: the sum of the token
+                losses divided by it (``videoccam.engine.loops.TokenMeanTrainLoop`` sets it so that a step's loss
+                is the mean over all answer tokens of all its micro-batches and ranks).
         """
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm  # under peft
         decoder, head = base.get_decoder(), base.get_output_embeddings()
         if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
-            return self.llm(
+            loss = self.llm(
                 inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"],
                 position_ids=spliced["position_ids"], labels=spliced["labels"], use_cache=False, return_dict=True,
             ).loss
+            if loss_divisor is None:
+                return loss
+            count = int((spliced["labels"][:, 1:] != IGNORE_INDEX).sum())
+            return loss * (count / loss_divisor) if count else loss * 0.0
         hidden = decoder(
             inputs_embeds=spliced["inputs_embeds"],
             attention_mask=spliced["attention_mask"],
@@ -372,7 +424,9 @@ class VideoCCAMModel(BaseModel):
         logits = head(hidden[:, :-1][keep]).float()  # [n_answer_tokens, vocab]
         if logits.shape[0] == 0:
             return logits.sum() * 0.0  # through the head, as on ranks with answer tokens (ZeRO-3 / DDP)
-        return torch.nn.functional.cross_entropy(logits, targets[keep])
+        if loss_divisor is None:
+            return torch.nn.functional.cross_entropy(logits, targets[keep])
+        return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / loss_divisor
 
     def _llm_forward(self, data: Mapping[str, Any], with_labels: bool) -> tuple[Any, torch.Tensor | None]:
         spliced, zero_term = self._llm_inputs(data, with_labels)
@@ -386,8 +440,15 @@ class VideoCCAMModel(BaseModel):
         )
         return output, zero_term
 
+    # the loss takes data["loss_divisor"] (sum of token losses / divisor): TokenMeanTrainLoop checks this
+    supports_loss_divisor = True
+
     def forward(self, data: Mapping[str, Any], data_samples: Any = None, mode: str = "loss") -> Any:
-        """mmengine entry: ``loss`` -> {"loss": scalar}; ``tensor`` -> logits [b, l', vocab]; ``predict`` -> outputs."""
+        """mmengine entry: ``loss`` -> {"loss": scalar}; ``tensor`` -> logits [b, l', vocab]; ``predict`` -> outputs.
+
+        In ``loss`` mode the loss is the mean over the batch's answer tokens, or, when ``data["loss_divisor"]``
+        is given, their summed loss divided by it (see :meth:`_answer_loss`).
+        """
         if mode == "loss" and "input_ids" not in data:
             # every sample of this batch was skipped (on_error="skip"): a zero loss from the same module calls
             # as a real step (vision tower and projector on a dummy frame, the loss path on two dummy tokens, the
@@ -404,7 +465,7 @@ class VideoCCAMModel(BaseModel):
             return {"loss": loss if zero_term is None else loss + zero_term}
         if mode == "loss":
             spliced, zero_term = self._llm_inputs(data, with_labels=True)
-            loss = self._answer_loss(spliced)
+            loss = self._answer_loss(spliced, data.get("loss_divisor"))
             return {"loss": loss if zero_term is None else loss + zero_term}
         if mode == "tensor":
             return self._llm_forward(data, with_labels=False)[0].logits
