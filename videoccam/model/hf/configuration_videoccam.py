@@ -1,7 +1,7 @@
 """Configuration of the single-folder Hugging Face Video-CCAM model.
 
-Self-contained: imports only transformers and the sibling ``ccam_projector`` file, because it is copied next
-to exported weights and loaded with ``trust_remote_code=True`` where ``videoccam`` is not installed.
+Self-contained: imports only transformers and the sibling ``ccam_projector`` / ``constants`` files, because it is
+copied next to exported weights and loaded with ``trust_remote_code=True`` where ``videoccam`` is not installed.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import Any
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
 from .ccam_projector import CCAMProjectorConfig
-
-DEFAULT_IMAGE_TOKEN_INDEX = -200
+from .constants import IMAGE_TOKEN_INDEX, MEDIA_TOKENS
 
 
 def _sub_config(value: Any, default_type: str | None) -> PretrainedConfig | None:
@@ -52,8 +51,8 @@ class VideoCCAMConfig(PretrainedConfig):
         projector_config: Any = None,
         visual_select_layer: int = -2,
         vision_chunk_size: int = 64,
-        image_token_index: int = DEFAULT_IMAGE_TOKEN_INDEX,
-        media_tokens: tuple[str, ...] | list[str] = ("<image>", "<video>"),
+        image_token_index: int = IMAGE_TOKEN_INDEX,
+        media_tokens: tuple[str, ...] | list[str] = MEDIA_TOKENS,
         **kwargs: Any,
     ) -> None:
         self.text_config = _sub_config(text_config, "qwen2")

@@ -1,8 +1,9 @@
-"""Token constants shared by the dataset, the training model and the exported model.
+"""Token constants shared by the exported model, the dataset and the training model: defined here, once.
 
-The exported Hugging Face files (``videoccam/model/modeling_videoccam.py``) repeat the few values they need,
-because they must import nothing from this package; ``tests/model/test_modeling_videoccam.py`` checks that
-the copies agree.
+Self-contained (no imports): exported with the other files of this folder (``from .constants import ...``),
+and the package imports them from here. ``IMAGE_TOKEN_INDEX`` and ``IGNORE_INDEX`` must equal xtuner's
+(``xtuner.utils.IMAGE_TOKEN_INDEX`` / ``IGNORE_INDEX``), because xtuner's ``encode_fn`` writes the placeholder
+id into the training data; ``tests/model/hf/test_constants.py`` checks that they agree.
 """
 
 IMAGE_TOKEN = "<image>"

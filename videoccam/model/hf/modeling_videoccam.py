@@ -1,8 +1,11 @@
 """The single-folder Hugging Face Video-CCAM model, and the two operations training shares with it.
 
-Self-contained (imports torch, transformers and the sibling ``configuration_videoccam`` / ``ccam_projector``
-files only): the exporter copies these three files beside the weights and
+Self-contained (imports torch, transformers and the sibling ``configuration_videoccam`` / ``ccam_projector`` /
+``constants`` files only): the exporter copies these files beside the weights and
 ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads them where ``videoccam`` is not installed.
+
+The placeholder id is the config's ``image_token_index`` everywhere (splicing, forward, generate, chat);
+``constants.IMAGE_TOKEN_INDEX`` is only its default and the training placeholder.
 
 The training model (``videoccam.model.videoccam_model.VideoCCAMModel``) calls :func:`encode_frames` and
 :func:`splice_media_embeds` from here, so training, the exported model and evaluation build the LLM input the
@@ -24,9 +27,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .ccam_projector import CCAMProjector
 from .configuration_videoccam import VideoCCAMConfig
-
-IMAGE_TOKEN_INDEX = -200
-IGNORE_INDEX = -100
+from .constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 
 def encode_frames(
@@ -57,8 +58,9 @@ def splice_media_embeds(
     attention_mask: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     padding_side: str = "right",
+    image_token_index: int = IMAGE_TOKEN_INDEX,
 ) -> dict[str, torch.Tensor | None]:
-    """Replace every ``IMAGE_TOKEN_INDEX`` in ``input_ids`` by the q embeddings of one media item.
+    """Replace every ``image_token_index`` in ``input_ids`` by the q embeddings of one media item.
 
     Media items are consumed in reading order over the batch (sample 0 first). Padding (``attention_mask`` 0)
     is removed and re-applied after splicing on ``padding_side`` ("right" for training, "left" for
@@ -71,6 +73,7 @@ def splice_media_embeds(
         attention_mask: [b, l], 1 for real tokens; all ones if None.
         labels: [b, l] or None; media positions get ``IGNORE_INDEX``.
         padding_side: "right" or "left".
+        image_token_index: the placeholder id (the model config's ``image_token_index``; training uses xtuner's).
 
     Returns:
         dict with ``inputs_embeds`` [b, l', d_l], ``attention_mask`` [b, l'], ``position_ids`` [b, l'] and
@@ -84,7 +87,7 @@ def splice_media_embeds(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
     attention_mask = attention_mask.bool()
-    is_media = input_ids == IMAGE_TOKEN_INDEX
+    is_media = input_ids == image_token_index
     num_placeholders = int(is_media.sum())
     num_media = 0 if media_embeds is None else len(media_embeds)
     if num_placeholders != num_media:
@@ -100,7 +103,7 @@ def splice_media_embeds(
         keep = attention_mask[i]
         ids, embeds = input_ids[i][keep], text_embeds[i][keep]
         lab = labels[i][keep] if labels is not None else None
-        media_pos = torch.nonzero(ids == IMAGE_TOKEN_INDEX).flatten().tolist()
+        media_pos = torch.nonzero(ids == image_token_index).flatten().tolist()
         parts, part_labels, start = [], [], 0
         for pos in media_pos + [ids.shape[0]]:
             parts.append(embeds[start:pos])
@@ -249,6 +252,7 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
             attention_mask=None if attention_mask is None else attention_mask.to(embed_device),
             labels=None if labels is None else labels.to(embed_device),
             padding_side=padding_side,
+            image_token_index=self.config.image_token_index,
         )
 
     # -- forward / generate ---------------------------------------------------------------------------
@@ -268,7 +272,8 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Causal-LM forward; ``input_ids`` may hold placeholders filled from ``pixel_values``/``media_embeds``."""
-        if inputs_embeds is None and input_ids is not None and bool((input_ids == IMAGE_TOKEN_INDEX).any()):
+        placeholder = self.config.image_token_index
+        if inputs_embeds is None and input_ids is not None and bool((input_ids == placeholder).any()):
             spliced = self._inputs_embeds(
                 input_ids, attention_mask, labels, pixel_values, num_frames, media_embeds, padding_side="right"
             )
