@@ -472,7 +472,7 @@ def _read_setup(cfg: Any, gpus: int, zero: int, offload: bool, batch_size: int |
     )
     from accelerate import init_empty_weights
 
-    from videoccam.model.ccam_projector import CCAMProjector, CCAMProjectorConfig
+    from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 
     fields = {k: v for k, v in dict(model_cfg.projector).items() if k != "type"}
     if fields.get("cross_hidden_size") is None:  # VideoCCAMModel fills these from the towers
@@ -792,21 +792,6 @@ def plan_memory(
     return MemoryPlan(rows, facts, params, sum(r.bytes for r in rows), weight_host + state_host)
 
 
-def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Any:
-    """``mmengine.Config.fromfile`` with the xtuner shim installed and ``--cfg-options`` merged."""
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
-    from mmengine.config import Config
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config not found: {path}")
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
-    return cfg
-
-
 def plan_to_json(plan: MemoryPlan) -> str:
     return json.dumps(plan.to_dict(), indent=2, default=str)
 
@@ -819,7 +804,6 @@ __all__ = [
     "dtype_bytes",
     "llm_layer_bytes",
     "load_architecture",
-    "load_config",
     "lora_targets",
     "plan_memory",
     "plan_to_json",

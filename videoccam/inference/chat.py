@@ -1,4 +1,4 @@
-"""Multi-turn chat with one image or video: the logic shared by ``tools/chat.py`` and ``tools/web_demo.py``.
+"""Multi-turn chat with one image or video: the session shared by ``tools/chat.py`` and the web demo.
 
 A :class:`ChatSession` holds a loaded model (the Hugging Face ``VideoCCAMForCausalLM``, its tokenizer and
 image processor), the conversation so far as chat messages, and at most one media item. The media item is
@@ -19,7 +19,6 @@ worker thread and yields the text as it is generated.
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
 from collections.abc import Iterator
@@ -29,24 +28,17 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from videoccam.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
+from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 from videoccam.dataset.video_io import IMAGE_EXTENSIONS, MediaLoadError, load_image, load_video
 
 __all__ = [
     "ChatSession",
     "GenerationSettings",
     "Media",
-    "add_model_args",
-    "add_sampling_args",
-    "check_model_args",
-    "generation_settings",
     "guess_media_kind",
     "has_placeholder",
     "load_media",
-    "load_model_from_args",
     "media_error_message",
-    "media_from_args",
-    "parse_cfg_options",
     "strip_placeholders",
 ]
 
@@ -180,8 +172,8 @@ class ChatSession:
     """A conversation with a Video-CCAM model about at most one image or video.
 
     Args:
-        model: ``VideoCCAMForCausalLM`` (eval mode, on its device), as loaded by ``videoccam.inference.load_model``
-            or ``AutoModel.from_pretrained(folder, trust_remote_code=True)``.
+        model: ``VideoCCAMForCausalLM`` (eval mode, on its device), as loaded by
+            :func:`videoccam.inference.load.load_model` or ``AutoModel.from_pretrained(folder, trust_remote_code=True)``.
         tokenizer: Its tokenizer (with the chat template).
         image_processor: Its image processor.
 
@@ -346,134 +338,3 @@ class ChatSession:
 def media_error_message(error: MediaLoadError) -> str:
     """A user-facing message for a media that could not be loaded (names the path)."""
     return f"cannot load {error.path}: {error.reason}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Command-line helpers shared by tools/chat.py and tools/web_demo.py
-# --------------------------------------------------------------------------------------------------
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Model-loading flags shared by the chat tools."""
-    group = parser.add_argument_group("model (give --model, or --config and --checkpoint)")
-    group.add_argument("--model", help="converted Hugging Face model folder (tools/convert_to_hf.py)")
-    group.add_argument("--config", help="training config (with --checkpoint)")
-    group.add_argument("--checkpoint",
-                       help="training checkpoint: .pth file, DeepSpeed folder or work dir (with --config)")
-    group.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
-                       help="override settings of --config, as in tools/train.py")
-    group.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (cuda when available)")
-    group.add_argument("--dtype", default=None,
-                       help="float32, bfloat16 or float16 (default: the loader's choice, fp32 on CPU)")
-
-
-def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """Frame-sampling and decoding flags shared by the chat tools."""
-    media = parser.add_argument_group("frame sampling")
-    media.add_argument("--num-frames", type=int, default=16, help="frames sampled per video (uniform; default 16)")
-    media.add_argument("--sampling", choices=["uniform", "fps"], default="uniform",
-                       help="uniform: midpoints of equal segments; fps: --fps frames per second, at most --max-frames")
-    media.add_argument("--fps", type=float, default=None, help="target rate for --sampling fps (default 1.0)")
-    media.add_argument("--max-frames", type=int, default=None,
-                       help="most frames for --sampling fps (default: --num-frames)")
-    gen = parser.add_argument_group("generation")
-    gen.add_argument("--max-new-tokens", type=int, default=512, help="reply budget in tokens (default 512)")
-    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    gen.add_argument("--temperature", type=float, default=None,
-                     help="sampling temperature; a value > 0 turns sampling on, 0 means greedy (default: greedy)")
-    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (with sampling)")
-    gen.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-
-
-def generation_settings(args: argparse.Namespace) -> GenerationSettings:
-    """Decoding options from the parsed flags.
-
-    Raises:
-        ValueError: On invalid values.
-    """
-    do_sample = bool(args.do_sample)
-    temperature = 1.0
-    if args.temperature is not None:
-        if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
-        if args.temperature == 0:
-            do_sample = False
-        else:
-            do_sample, temperature = True, args.temperature
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=do_sample, temperature=temperature,
-                              top_p=args.top_p)
-
-
-def check_model_args(args: argparse.Namespace) -> None:
-    """Validate the model flags before anything slow happens.
-
-    Raises:
-        ValueError: If neither or both ways of naming a model are given.
-        FileNotFoundError: If a given path does not exist.
-    """
-    if args.model and (args.config or args.checkpoint):
-        raise ValueError("give either --model or --config with --checkpoint, not both")
-    if not args.model and not (args.config and args.checkpoint):
-        raise ValueError("no model: give a converted model folder (--model) or both --config and --checkpoint")
-    for flag, path in (("--model", args.model), ("--config", args.config), ("--checkpoint", args.checkpoint)):
-        if path and not os.path.exists(path):
-            raise FileNotFoundError(f"{flag} {path}: no such file or directory")
-
-
-def resolve_device(device: str | None) -> str:
-    """``auto`` (or nothing) -> ``cuda`` when available, else ``cpu``; anything else unchanged."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str | None) -> Any:
-    """A dtype name -> ``torch.dtype`` (None stays None: the loader picks).
-
-    Raises:
-        ValueError: On an unknown name.
-    """
-    if dtype in (None, "", "auto"):
-        return None
-    import torch
-
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in names:
-        raise ValueError(f"unknown --dtype {dtype!r}; expected one of {sorted(names)}")
-    return names[dtype]
-
-
-def parse_cfg_options(options: list[str] | None) -> dict[str, Any] | None:
-    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}``, parsed like mmengine's ``--cfg-options``."""
-    if not options:
-        return None
-    from mmengine.config import DictAction
-
-    namespace = argparse.Namespace()
-    DictAction(option_strings=["--cfg-options"], dest="cfg_options")(None, namespace, options)
-    return namespace.cfg_options
-
-
-def load_model_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Load ``(model, tokenizer, image_processor)`` with ``videoccam.inference.load_model``, in eval mode."""
-    from videoccam.inference import load_model
-
-    model, tokenizer, image_processor = load_model(
-        model_path=args.model,
-        config=args.config,
-        checkpoint=args.checkpoint,
-        device=resolve_device(args.device),
-        dtype=resolve_dtype(args.dtype),
-        cfg_options=parse_cfg_options(args.cfg_options),
-    )
-    return model.eval(), tokenizer, image_processor
-
-
-def media_from_args(args: argparse.Namespace, path: str, kind: str) -> Media:
-    """Load ``path`` as ``kind`` with the sampling flags."""
-    target_fps = args.fps if args.fps is not None else (1.0 if args.sampling == "fps" else None)
-    return load_media(path, kind=kind, num_frames=args.num_frames, sampling=args.sampling, target_fps=target_fps,
-                      max_frames=args.max_frames)

@@ -1,11 +1,6 @@
-"""Gradio web demo: upload a video, image or GIF and chat with a Video-CCAM model about it.
+"""The Gradio web demo: upload a video, image or GIF and chat with a Video-CCAM model about it.
 
-Examples::
-
-    bash tools/install.sh demo        # installs gradio (the `demo` extra)
-    python tools/web_demo.py --model work_dirs/hf_model                        # http://127.0.0.1:7860
-    python tools/web_demo.py --config configs/x.py --checkpoint work_dirs/x/iter_500.pth --port 8080
-
+``tools/web_demo.py`` is its command line (``bash tools/install.sh demo`` installs gradio, the ``demo`` extra).
 The page has a file upload (video file, image or GIF), frame-sampling controls (number of frames, uniform or
 fps sampling), generation controls (max new tokens, temperature, sampling on/off), a multi-turn chat and a
 clear button. The media is decoded and encoded once per conversation, with the sampling settings in force at
@@ -23,53 +18,24 @@ import argparse
 import html
 import os
 import re
-import sys
-import warnings
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    # Run as a script (python tools/web_demo.py): make the repository importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videoccam.chat import (  # noqa: E402
+from videoccam.dataset.video_io import MediaLoadError
+from videoccam.inference.chat import (
     ChatSession,
     GenerationSettings,
     Media,
-    add_model_args,
-    check_model_args,
     load_media,
-    load_model_from_args,
     media_error_message,
     strip_placeholders,
 )
-from videoccam.dataset.video_io import MediaLoadError  # noqa: E402
+
+__all__ = ["DemoBackend", "DemoHandlers", "OfflinePageMiddleware", "build_demo", "import_gradio", "media_status"]
 
 UPLOAD_TYPES = ["video", "image", ".gif", ".mp4", ".mkv", ".webm", ".avi", ".mov"]
 GRADIO_INSTALL_HINT = (
     "the web demo needs gradio; install it with `bash tools/install.sh demo` or `pip install -e .[demo]`"
 )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    server = parser.add_argument_group("server")
-    server.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
-    server.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    server.add_argument("--share", action="store_true",
-                        help="also open a public gradio.live link (needs internet; off by default)")
-    defaults = parser.add_argument_group("initial values of the page's controls")
-    defaults.add_argument("--num-frames", type=int, default=16, help="frames per video (default 16)")
-    defaults.add_argument("--sampling", choices=["uniform", "fps"], default="uniform")
-    defaults.add_argument("--fps", type=float, default=1.0, help="rate for fps sampling (default 1.0)")
-    defaults.add_argument("--max-new-tokens", type=int, default=512)
-    defaults.add_argument("--temperature", type=float, default=0.7, help="used when sampling is on (default 0.7)")
-    defaults.add_argument("--do-sample", action="store_true", help="turn sampling on (default: greedy)")
-    return parser
 
 
 def disable_telemetry() -> None:
@@ -101,7 +67,7 @@ class DemoBackend:
     generated at a time, which is what a single CPU or GPU can serve anyway.
 
     Args:
-        model, tokenizer, image_processor: As returned by ``videoccam.inference.load_model``.
+        model, tokenizer, image_processor: As returned by :func:`videoccam.inference.load.load_model`.
     """
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any) -> None:
@@ -188,32 +154,44 @@ def media_status(media: Media | None, sampling: str = "uniform") -> str:
     return f"Loaded **{os.path.basename(media.source)}**: {media.kind}, {len(media.frames)} frame(s){how}."
 
 
-def build_demo(backend: DemoBackend, args: argparse.Namespace) -> Any:
-    """The Gradio page (a ``gr.Blocks``), with ``args`` giving the controls' initial values."""
-    gr = import_gradio()
+def _theme(gr: Any) -> Any:
+    """The default theme with the fonts bundled in the gradio wheel (its Google font would be fetched online)."""
     from gradio.themes.utils.fonts import LocalFont
 
-    theme = gr.themes.Default(
-        # The default theme's Google font would be fetched from fonts.googleapis.com; use fonts in the wheel.
+    return gr.themes.Default(
         font=[LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui", "sans-serif"],
         font_mono=[LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"],
     )
-    max_frames = backend.max_frames
 
-    def warn(error: Exception) -> None:
+
+class DemoHandlers:
+    """The page's event handlers. Each browser session's ``gr.State`` holds ``{"session": ChatSession, "key": the
+    (file, sampling) its media was decoded with, "epoch": bumped by Clear and by a new upload}``.
+
+    Args:
+        backend: The shared model.
+        gr: The gradio module (:func:`import_gradio`).
+    """
+
+    def __init__(self, backend: DemoBackend, gr: Any) -> None:
+        self.backend = backend
+        self.gr = gr
+
+    def warn(self, error: Exception) -> None:
         # A toast that leaves the page usable (gr.Error would mark every output as failed). Toasts render
         # HTML: escape, or "<image>/<video>" in a message would vanish as unknown tags.
-        gr.Warning(html.escape(str(error)))
+        self.gr.Warning(html.escape(str(error)))
 
-    def ensure(state: dict | None) -> dict:
+    def ensure(self, state: dict | None) -> dict:
         if state is None:
             # epoch: bumped by Clear and by a new upload, so a reply still streaming stops updating the chat
-            state = {"session": backend.new_session(), "key": None, "epoch": 0}
+            state = {"session": self.backend.new_session(), "key": None, "epoch": 0}
         return state
 
-    def on_upload(path, num_frames, sampling, fps, state):
+    def on_upload(self, path, num_frames, sampling, fps, state):
         """A new file starts a new conversation; decode it now to show the frames (or the error)."""
-        state = ensure(state)
+        backend = self.backend
+        state = self.ensure(state)
         session: ChatSession = state["session"]
         session.set_media(None)
         state["key"] = None
@@ -228,8 +206,11 @@ def build_demo(backend: DemoBackend, args: argparse.Namespace) -> Any:
         state["key"] = backend.media_key(path, num_frames, sampling, fps)
         return [], state, media_status(media, sampling), media.frames
 
-    def on_send(message, history, state, path, num_frames, sampling, fps, max_new_tokens, temperature, do_sample):
-        state = ensure(state)
+    def on_send(self, message, history, state, path, num_frames, sampling, fps, max_new_tokens, temperature,
+                do_sample):  # fmt: skip
+        """Stream the reply to ``message`` into the chat (the first question decodes the media first)."""
+        gr, backend, warn = self.gr, self.backend, self.warn
+        state = self.ensure(state)
         session: ChatSession = state["session"]
         history = list(history or [])
         message = (message or "").strip()
@@ -279,13 +260,20 @@ def build_demo(backend: DemoBackend, args: argparse.Namespace) -> Any:
             shown[-1] = {"role": "assistant", "content": "(empty reply)"}
             yield shown, state, "", gr.update()
 
-    def on_clear(state):
-        state = ensure(state)
+    def on_clear(self, state):
+        state = self.ensure(state)
         state["session"].reset()  # keeps the loaded media
         state["epoch"] += 1
         return [], state, ""
 
-    with gr.Blocks(title="Video-CCAM chat", theme=theme, analytics_enabled=False) as demo:
+
+def build_demo(backend: DemoBackend, args: argparse.Namespace) -> Any:
+    """The Gradio page (a ``gr.Blocks``), with ``args`` giving the controls' initial values."""
+    gr = import_gradio()
+    handlers = DemoHandlers(backend, gr)
+    max_frames = backend.max_frames
+
+    with gr.Blocks(title="Video-CCAM chat", theme=_theme(gr), analytics_enabled=False) as demo:
         gr.Markdown("## Video-CCAM chat\nUpload a video, an image or a GIF, then ask questions about it.")
         state = gr.State(None)
         with gr.Row():
@@ -323,44 +311,12 @@ def build_demo(backend: DemoBackend, args: argparse.Namespace) -> Any:
         send_outputs = [chatbot, state, textbox, frames]
         # One reply at a time over all sessions (concurrency_id shared by both triggers): one CPU/GPU serves them.
         sending = [
-            trigger(on_send, send_inputs, send_outputs, concurrency_id="generate", concurrency_limit=1)
+            trigger(handlers.on_send, send_inputs, send_outputs, concurrency_id="generate", concurrency_limit=1)
             for trigger in (send.click, textbox.submit)
         ]
-        media_file.change(on_upload, [media_file, num_frames, sampling, fps, state], [chatbot, state, status, frames],
-                          cancels=sending)
+        media_file.change(handlers.on_upload, [media_file, num_frames, sampling, fps, state],
+                          [chatbot, state, status, frames], cancels=sending)
         # Clearing (or the chat's own trash icon) also cancels a reply that is still streaming.
-        clear.click(on_clear, [state], [chatbot, state, textbox], cancels=sending)
-        chatbot.clear(on_clear, [state], [chatbot, state, textbox], cancels=sending)
+        clear.click(handlers.on_clear, [state], [chatbot, state, textbox], cancels=sending)
+        chatbot.clear(handlers.on_clear, [state], [chatbot, state, textbox], cancels=sending)
     return demo
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Start the demo server; returns when it is stopped (0), or 2 on bad arguments."""
-    args = build_parser().parse_args(argv)
-    try:
-        check_model_args(args)
-        if args.num_frames < 1:
-            raise ValueError(f"--num-frames must be >= 1, got {args.num_frames}")
-        if not 0 < args.port < 65536:
-            raise ValueError(f"--port must be in 1..65535, got {args.port}")
-        gr = import_gradio()
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    # gradio 5.50 announces the API changes of gradio 6 on every call; setup.py pins gradio < 6.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*[Gg]radio 6")
-    print(f"loading model from {args.model or f'{args.config} + {args.checkpoint}'} ...", file=sys.stderr, flush=True)
-    model, tokenizer, image_processor = load_model_from_args(args)
-    demo = build_demo(DemoBackend(model, tokenizer, image_processor), args)
-    demo.queue(default_concurrency_limit=1)
-    print(f"gradio {gr.__version__}: serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    from starlette.middleware import Middleware
-
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, show_api=False,
-                show_error=True, quiet=False, ssr_mode=False,
-                app_kwargs={"middleware": [Middleware(OfflinePageMiddleware)]})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
