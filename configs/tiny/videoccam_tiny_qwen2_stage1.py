@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, SiglipImageProcess
 from xtuner.engine.runner import TrainLoop
 from xtuner.utils import PROMPT_TEMPLATE
 
-from videoccam.dataset.dataset import VideoCCAMDataset, videoccam_collate_fn
+from videoccam.dataset.collate import videoccam_collate_fn
+from videoccam.dataset.dataset import VideoCCAMDataset
 from videoccam.engine.hooks import SkippedSamplesHook
 from videoccam.model.videoccam_model import VideoCCAMModel
 

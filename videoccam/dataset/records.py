@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from videoccam.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
+from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 from videoccam.dataset.video_io import IMAGE_EXTENSIONS
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS))
