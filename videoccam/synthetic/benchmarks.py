@@ -1,7 +1,7 @@
 """Tiny synthetic copies of the benchmarks' on-disk layouts, so every evaluator runs offline in seconds.
 
 The videos are 64x64 H.264 clips (a coloured background per video with a white square moving across), written
-with the ffmpeg binary of ``imageio-ffmpeg``; frame folders are JPEG files. Questions are about colours and
+with :func:`videoccam.synthetic.video_writer.write_mp4`; frame folders are JPEG files. Questions are about colours and
 shapes, with seeded random answers: the layouts exercise the readers, the frame rules and the metrics, not a
 model's skill.
 
@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from videoccam.evaluation.mlvu import MLVU_GEN_TASKS, MLVU_MC_TASKS
 from videoccam.evaluation.mvbench import MVBENCH_TASKS
+from videoccam.synthetic.video_writer import write_mp4
 
 SIZE = 64
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -49,23 +49,14 @@ def _frames(num_frames: int, seed: int) -> np.ndarray:
 
 
 def write_video(path: str | Path, num_frames: int = 48, fps: float = 8.0, seed: int = 0) -> Path:
-    """Write a small H.264 mp4 with ``num_frames`` frames at ``fps``.
+    """Write a small H.264 mp4 with ``num_frames`` frames at ``fps`` (:func:`~.video_writer.write_mp4`).
 
     Raises:
         RuntimeError: If ffmpeg fails.
     """
-    import imageio_ffmpeg
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{SIZE}x{SIZE}", "-r", f"{fps:g}", "-i", "-",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path),
-    ]
-    proc = subprocess.run(cmd, input=_frames(num_frames, seed).tobytes(), capture_output=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace')[-500:]}")
+    write_mp4(_frames(num_frames, seed), path, fps)
     return path
 
 

@@ -1,31 +1,27 @@
-"""Write the media of the example custom dataset (data/example/) that data/README.md walks through.
+"""The media of the example custom dataset (data/example/) that data/README.md walks through.
 
-    python tools/make_example_data.py            # writes data/example/{videos,frames,gifs,images,subtitles}/
-
+``tools/make_example_data.py`` writes them into data/example/{videos,frames,gifs,images,subtitles}/.
 data/example/train.jsonl is checked in; the media it references are generated here (deterministically, a
 second or two) so that no binary files live in git. The dataset shows every kind of record the format allows:
 mp4 videos, a folder of frames, a GIF, images, a text-only record, multi-turn conversations, a system prompt, a
 per-record ``num_frames`` and a subtitles file. The videos are the synthetic "coloured shapes appear one after
-another" clips of tools/make_synthetic_data.py, so the answers in train.jsonl are true of the pixels.
+another" clips of :mod:`videoccam.synthetic.shapes`, so the answers in train.jsonl are true of the pixels.
 
 train.jsonl is written when the output folder has none, or with ``--jsonl`` (it is the file that is checked in).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_synthetic_data as synth  # noqa: E402
+from videoccam.synthetic import shapes as synth
+from videoccam.synthetic.video_writer import write_mp4
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64  # the tiny SigLIP's input size
 FPS = 8
 
@@ -117,7 +113,7 @@ def generate(out: str | Path, write_jsonl: bool = False) -> Path:
         frames = synth.render_video(_scene(name))  # [t, 64, 64, 3] uint8
         target = out / media_path(name)
         if container == "mp4":
-            synth.write_mp4(frames, target, FPS)
+            write_mp4(frames, target, FPS)
         elif container == "frames":
             target.mkdir()
             for t, frame in enumerate(frames):
@@ -134,18 +130,3 @@ def generate(out: str | Path, write_jsonl: bool = False) -> Path:
     if write_jsonl or not (out / "train.jsonl").exists():
         (out / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()), encoding="utf-8")
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(ROOT / "data/example"), help="output folder (default: data/example)")
-    parser.add_argument("--jsonl", action="store_true", help="also (re)write train.jsonl")
-    args = parser.parse_args(argv)
-    out = generate(args.out, write_jsonl=args.jsonl)
-    print(f"wrote the example media under {out}" + (" and train.jsonl" if args.jsonl else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Write a small synthetic video/image/text QA dataset for smoke tests, the quickstart and tiny trainings.
+"""The coloured-shapes dataset: a small synthetic video/image/text QA dataset for tests, the quickstart and tiny trainings.
 
 Every video shows 2 to 4 coloured shapes (each a distinct colour out of red, green, blue, yellow; each a
 square, circle or triangle) on a dark background, one after another: shape ``j`` of ``k`` is on screen
@@ -6,7 +6,7 @@ during frames ``[j * T // k, (j + 1) * T // k)`` and drifts a few pixels while i
 depend on what is shown and in which order ("Which shape appears first?" -> "The red square."), which is
 what the CCAM projector's causal mask is for. Images show one shape; text-only samples are simple QA.
 
-Output (``--out DIR``)::
+Output of :func:`generate` (``tools/make_synthetic_data.py --out DIR``)::
 
     DIR/videos/train_0000.mp4 ...  H.264 (libx264, yuv420p, GOP 8) mp4, 32 frames at 8 fps, 64x64, ~3 KB
     DIR/videos/val_0000.mp4 ...     held-out videos for val.json
@@ -17,25 +17,27 @@ Output (``--out DIR``)::
     DIR/captions.json   caption-style single-turn records for stage-1 alignment (train videos + images)
     DIR/metadata.json   the ground truth of every video and image (shapes, colours, frames, centres)
 
-Run ``python tools/make_synthetic_data.py --help``. The output is a pure function of the arguments
-(``--seed``); with the defaults it takes about a second.
+The output is a pure function of the arguments (``seed``); with the defaults it takes about a second. The text
+helpers (:func:`video_qa`, :func:`tokenizer_corpus`, ...) also feed the tiny models' tokenizer
+(:mod:`videoccam.synthetic.tiny_models`), and the renderer (:func:`render_video`) the example data and the
+data-loading benchmark.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
 import shutil
-import subprocess
-import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from videoccam.model.hf.constants import IMAGE_TOKEN, VIDEO_TOKEN
+from videoccam.synthetic.video_writer import resolve_encoder, write_mp4
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -116,7 +118,7 @@ class GeneratedData:
 
 
 # --------------------------------------------------------------------------------------------------
-# Text: questions and answers (shared with tools/make_tiny_models.py's tokenizer corpus)
+# Text: questions and answers (shared with the tiny models' tokenizer corpus, videoccam/synthetic/tiny_models.py)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -279,73 +281,6 @@ def _random_scene(rng: random.Random, scene_id: str, num_frames: int, size: int)
 
 
 # --------------------------------------------------------------------------------------------------
-# Encoding
-# --------------------------------------------------------------------------------------------------
-
-ENCODERS = ("auto", "pyav", "ffmpeg")
-# Small GOP so that random access is cheap; a fixed thread count keeps the bytes reproducible.
-_X264_OPTIONS = {"crf": "18", "preset": "veryfast", "g": "8", "threads": "1"}
-
-
-def _resolve_encoder(encoder: str) -> str:
-    if encoder not in ENCODERS:
-        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
-    if encoder != "auto":
-        return encoder
-    import av
-
-    return "pyav" if "libx264" in av.codecs_available else "ffmpeg"
-
-
-def write_mp4(frames: np.ndarray, path: Path, fps: int, encoder: str = "auto") -> None:
-    """Encode uint8 RGB frames [T, H, W, 3] (H, W even) as H.264 yuv420p mp4 with the moov atom first.
-
-    Args:
-        frames: The frames.
-        path: Output file.
-        fps: Frame rate.
-        encoder: ``"pyav"`` (in-process, libx264 of the PyAV wheel), ``"ffmpeg"`` (pipes raw frames into the
-            ffmpeg binary shipped with imageio-ffmpeg) or ``"auto"`` (PyAV when it has libx264).
-
-    Raises:
-        ValueError: On an odd frame size or unknown encoder.
-        RuntimeError: If ffmpeg fails.
-    """
-    _, height, width, _ = frames.shape
-    if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs an even frame size, got {width}x{height}")
-    encoder = _resolve_encoder(encoder)
-    if encoder == "pyav":
-        import av
-
-        with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = dict(_X264_OPTIONS)
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        return
-    try:
-        import imageio_ffmpeg
-    except ImportError as error:
-        raise ImportError("encoder='ffmpeg' needs imageio-ffmpeg; pip install imageio-ffmpeg") from error
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-        "-fflags", "+bitexact", "-flags:v", "+bitexact",
-    ]  # fmt: skip
-    for key, value in _X264_OPTIONS.items():
-        command += [f"-{key}", value]
-    result = subprocess.run(command + [str(path)], input=frames.tobytes(), capture_output=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed writing {path}: {result.stderr.decode(errors='replace').strip()}")
-
-
-# --------------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------------
 
@@ -368,7 +303,7 @@ def _record(
         record["video"] = video
     if image is not None:
         record["image"] = image
-    token = "<video>" if video is not None else "<image>" if image is not None else None
+    token = VIDEO_TOKEN if video is not None else IMAGE_TOKEN if image is not None else None
     record["conversations"] = _conversation(pairs, token)
     return record
 
@@ -380,6 +315,63 @@ def _video_record(rng: random.Random, index: int, scene: VideoScene) -> dict:
     else:  # otherwise cycle through the question types so each is equally common
         types = [VIDEO_QUESTION_TYPES[index % len(VIDEO_QUESTION_TYPES)]]
     return _record(scene.id, [video_qa(names, question_type, rng) for question_type in types], video=scene.video)
+
+
+@dataclass
+class _Written:
+    """What :func:`generate` collects before writing the json files."""
+
+    train: list[dict] = field(default_factory=list)
+    captions: list[dict] = field(default_factory=list)
+    val: list[dict] = field(default_factory=list)
+    metadata: dict[str, list] = field(default_factory=lambda: {"videos": [], "images": []})
+
+
+def _check_counts(counts: dict[str, int], frames: int, size: int) -> None:
+    for name, value in counts.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if frames < MAX_SHAPES:
+        raise ValueError(f"frames must be >= {MAX_SHAPES} (one segment per shape), got {frames}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be even and >= 16 (H.264 yuv420p), got {size}")
+
+
+def _add_videos(out: _Written, root: Path, rng: random.Random, split: str, count: int, frames: int, size: int,
+                encoder: str) -> None:  # fmt: skip
+    """Render and encode ``count`` videos of ``split``; train videos get a QA and a caption record, val videos one
+    record per question type."""
+    for i in range(count):
+        scene = _random_scene(rng, f"{split}_{i:04d}", frames, size)
+        write_mp4(render_video(scene), root / scene.video, scene.fps, encoder)
+        out.metadata["videos"].append({"split": split, **asdict(scene)})
+        names = [event.name for event in scene.events]
+        if split == "train":
+            out.train.append(_video_record(rng, i, scene))
+            prompt = VIDEO_CAPTION_PROMPTS[i % len(VIDEO_CAPTION_PROMPTS)]
+            out.captions.append(_record(f"caption_{scene.id}", [(prompt, describe_sequence(names))], video=scene.video))
+        else:
+            for question_type in VAL_QUESTION_TYPES:
+                pair = video_qa(names, question_type)
+                out.val.append(_record(f"{scene.id}_{question_type}", [pair], video=scene.video))
+
+
+def _add_images(out: _Written, root: Path, rng: random.Random, num_images: int, size: int) -> None:
+    """Draw ``num_images`` one-shape images, each with a QA and a caption record."""
+    radius = round(size * 0.17)
+    for i in range(num_images):
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        center = (rng.uniform(radius + 2, size - radius - 2), rng.uniform(radius + 2, size - radius - 2))
+        image = Image.new("RGB", (size, size), BACKGROUND)
+        draw_shape(ImageDraw.Draw(image), shape, center, radius, COLORS[color])
+        relative = f"images/image_{i:04d}.jpg"
+        image.save(root / relative, quality=95)
+        out.metadata["images"].append({"id": f"image_{i:04d}", "image": relative, "color": color, "shape": shape,
+                                       "center": [round(c, 2) for c in center], "radius": radius})  # fmt: skip
+        pair = image_qa(color, shape, "shape" if i % 2 == 0 else "color")
+        out.train.append(_record(f"image_{i:04d}", [pair], image=relative))
+        prompt = IMAGE_CAPTION_PROMPTS[i % len(IMAGE_CAPTION_PROMPTS)]
+        out.captions.append(_record(f"caption_image_{i:04d}", [(prompt, image_caption(color, shape))], image=relative))
 
 
 def generate(
@@ -406,7 +398,7 @@ def generate(
         size: Width and height in pixels (even, at least 16).
         seed: Everything written is a function of the arguments.
         force: Rewrite an existing dataset; without it an existing ``train.json`` is left alone.
-        encoder: Video encoder, see :func:`write_mp4`.
+        encoder: Video encoder, see :func:`videoccam.synthetic.video_writer.write_mp4`.
 
     Returns:
         Paths and record counts of what was written (``skipped=True`` if it already existed).
@@ -414,15 +406,9 @@ def generate(
     Raises:
         ValueError: On invalid counts or sizes.
     """
-    for name, value in (("num_videos", num_videos), ("num_images", num_images), ("num_text", num_text),
-                        ("num_val_videos", num_val_videos)):  # fmt: skip
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if frames < MAX_SHAPES:
-        raise ValueError(f"frames must be >= {MAX_SHAPES} (one segment per shape), got {frames}")
-    if size < 16 or size % 2:
-        raise ValueError(f"size must be even and >= 16 (H.264 yuv420p), got {size}")
-    encoder = _resolve_encoder(encoder)
+    _check_counts(dict(num_videos=num_videos, num_images=num_images, num_text=num_text,
+                       num_val_videos=num_val_videos), frames, size)  # fmt: skip
+    encoder = resolve_encoder(encoder)
 
     root = Path(out_dir)
     paths = {name: root / f"{name}.json" for name in ("train", "val", "captions", "metadata")}
@@ -435,84 +421,19 @@ def generate(
         (root / sub).mkdir(parents=True)
 
     rng = random.Random(seed)
-    train: list[dict] = []
-    captions: list[dict] = []
-    val: list[dict] = []
-    metadata: dict[str, list] = {"videos": [], "images": []}
-
-    for split, count in (("train", num_videos), ("val", num_val_videos)):
-        for i in range(count):
-            scene = _random_scene(rng, f"{split}_{i:04d}", frames, size)
-            write_mp4(render_video(scene), root / scene.video, scene.fps, encoder)
-            metadata["videos"].append({"split": split, **asdict(scene)})
-            names = [event.name for event in scene.events]
-            if split == "train":
-                train.append(_video_record(rng, i, scene))
-                prompt = VIDEO_CAPTION_PROMPTS[i % len(VIDEO_CAPTION_PROMPTS)]
-                captions.append(_record(f"caption_{scene.id}", [(prompt, describe_sequence(names))], video=scene.video))
-            else:
-                for question_type in VAL_QUESTION_TYPES:
-                    pair = video_qa(names, question_type)
-                    val.append(_record(f"{scene.id}_{question_type}", [pair], video=scene.video))
-
-    radius = round(size * 0.17)
-    for i in range(num_images):
-        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
-        center = (rng.uniform(radius + 2, size - radius - 2), rng.uniform(radius + 2, size - radius - 2))
-        image = Image.new("RGB", (size, size), BACKGROUND)
-        draw_shape(ImageDraw.Draw(image), shape, center, radius, COLORS[color])
-        relative = f"images/image_{i:04d}.jpg"
-        image.save(root / relative, quality=95)
-        metadata["images"].append({"id": f"image_{i:04d}", "image": relative, "color": color, "shape": shape,
-                                   "center": [round(c, 2) for c in center], "radius": radius})  # fmt: skip
-        pair = image_qa(color, shape, "shape" if i % 2 == 0 else "color")
-        train.append(_record(f"image_{i:04d}", [pair], image=relative))
-        prompt = IMAGE_CAPTION_PROMPTS[i % len(IMAGE_CAPTION_PROMPTS)]
-        captions.append(_record(f"caption_image_{i:04d}", [(prompt, image_caption(color, shape))], image=relative))
-
+    out = _Written()
+    _add_videos(out, root, rng, "train", num_videos, frames, size, encoder)
+    _add_videos(out, root, rng, "val", num_val_videos, frames, size, encoder)
+    _add_images(out, root, rng, num_images, size)
     pool = text_qa_pool()
     for i in range(num_text):
         pairs = rng.sample(pool, 2 if i % 4 == 3 else 1)  # every fourth text record is two-turn
-        train.append(_record(f"text_{i:04d}", pairs))
+        out.train.append(_record(f"text_{i:04d}", pairs))
 
-    rng.shuffle(train)
+    rng.shuffle(out.train)
     # train.json last: its presence marks a complete dataset (see the skip check above).
-    for name, records in (("val", val), ("captions", captions), ("metadata", metadata), ("train", train)):
+    for name, records in (("val", out.val), ("captions", out.captions), ("metadata", out.metadata),
+                          ("train", out.train)):  # fmt: skip
         paths[name].write_text(json.dumps(records, indent=1) + "\n")
     return GeneratedData(root, paths["train"], paths["val"], paths["captions"], paths["metadata"],
-                         len(train), len(val), len(captions))  # fmt: skip
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--out", default="work_dirs/synthetic_data", help="output folder (default: %(default)s)")
-    parser.add_argument("--num-videos", type=int, default=48, help="training videos (default: %(default)s)")
-    parser.add_argument("--num-images", type=int, default=16, help="training images (default: %(default)s)")
-    parser.add_argument("--num-text", type=int, default=8, help="text-only records (default: %(default)s)")
-    parser.add_argument("--num-val-videos", type=int, default=6, help="held-out videos (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=32, help="frames per video (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=64, help="frame width and height (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--encoder", choices=ENCODERS, default="auto", help="video encoder (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing dataset")
-    args = parser.parse_args(argv)
-    try:
-        result = generate(
-            args.out, num_videos=args.num_videos, num_images=args.num_images, num_text=args.num_text,
-            num_val_videos=args.num_val_videos, frames=args.frames, size=args.size, seed=args.seed,
-            force=args.force, encoder=args.encoder,
-        )  # fmt: skip
-    except ValueError as error:
-        parser.error(str(error))
-    if result.skipped:
-        print(f"{result.train_json} exists, nothing written (use --force to regenerate)")
-    else:
-        print(f"wrote {result.root}: train.json ({result.num_train} records), val.json ({result.num_val}), "
-              f"captions.json ({result.num_captions}), metadata.json, videos/, images/")  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+                         len(out.train), len(out.val), len(out.captions))  # fmt: skip

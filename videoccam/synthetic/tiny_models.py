@@ -1,10 +1,11 @@
-"""Write tiny random-weight stand-ins for SigLIP, Qwen2 and Phi-3 (with tokenizers) for tests and the quickstart.
+"""Tiny random-weight stand-ins for SigLIP, Qwen2 and Phi-3 (with tokenizers) for tests and the quickstart.
 
 Nothing is downloaded: the tokenizers are byte-level BPEs trained here on the synthetic data's sentences
-(``tools/make_synthetic_data.py``'s ``tokenizer_corpus``) plus some generic English and the benchmark
-prompt phrases, and the models are built from configs with seeded random weights.
+(:func:`videoccam.synthetic.shapes.tokenizer_corpus`) plus some generic English and the benchmark prompt phrases,
+and the models are built from configs with seeded random weights.
 
-Output (``--out DIR``, every folder written with ``save_pretrained``)::
+Output of :func:`make_tiny_models` (``tools/make_tiny_models.py --out DIR``, every folder written with
+``save_pretrained``)::
 
     DIR/siglip/  SiglipVisionModel (hidden 32, 2 layers, 2 heads, 64x64 images, patch 16 -> 16 tokens per
                  frame, no CLS token) + SiglipImageProcessor (64x64, mean = std = 0.5)
@@ -21,15 +22,12 @@ is deterministic and takes a few seconds.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import shutil
-import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import Callable, Sequence
 
-MEDIA_TOKENS = ("<image>", "<video>")  # = videoccam.constants.MEDIA_TOKENS; this tool runs without the package
+from videoccam.model.hf.constants import MEDIA_TOKENS
+from videoccam.synthetic import shapes
 
 # Tiny sizes (transformers' *ModelTester style). SigLIP: 64 / 16 = 4 -> 4 x 4 = 16 patches per frame.
 SIGLIP_CONFIG = dict(
@@ -89,22 +87,9 @@ user assistant system
 """
 
 
-def _load_synthetic_data_module() -> ModuleType:
-    """Import the sibling ``make_synthetic_data.py`` by path (``tools/`` is a folder of scripts, not a package)."""
-    path = Path(__file__).resolve().with_name("make_synthetic_data.py")
-    name = "videoccam_tool_make_synthetic_data"  # the name tests/conftest.py's load_tool uses: one module copy
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def tokenizer_training_text() -> list[str]:
     """The lines the tokenizers are trained on: the synthetic data's sentences plus generic English."""
-    lines = _load_synthetic_data_module().tokenizer_corpus()
+    lines = shapes.tokenizer_corpus()
     # Chat-template role names are in every sample: make each one token.
     return lines + FILLER_TEXT.splitlines() + ["user\nassistant\nsystem\n"] * 32
 
@@ -245,28 +230,27 @@ def chat_corpus(num_conversations: int = 2000, seed: int = 0) -> list[list[dict[
     """Single-turn conversations of the synthetic data's kinds (video/image/text QA, captions), media-free."""
     import random
 
-    synth = _load_synthetic_data_module()
     rng = random.Random(seed)
-    names = [f"{color} {shape}" for color in synth.COLORS for shape in synth.SHAPES]
+    names = [f"{color} {shape}" for color in shapes.COLORS for shape in shapes.SHAPES]
     conversations = []
     for _ in range(num_conversations):
         kind = rng.random()
         if kind < 0.6:
-            count = rng.randint(synth.MIN_SHAPES, synth.MAX_SHAPES)
-            colors = rng.sample(list(synth.COLORS), count)
-            shown = [f"{c} {rng.choice(list(synth.SHAPES))}" for c in colors]
+            count = rng.randint(shapes.MIN_SHAPES, shapes.MAX_SHAPES)
+            colors = rng.sample(list(shapes.COLORS), count)
+            shown = [f"{c} {rng.choice(list(shapes.SHAPES))}" for c in colors]
             if rng.random() < 0.3:
-                question, answer = rng.choice(synth.VIDEO_CAPTION_PROMPTS), synth.describe_sequence(shown)
+                question, answer = rng.choice(shapes.VIDEO_CAPTION_PROMPTS), shapes.describe_sequence(shown)
             else:
-                question, answer = synth.video_qa(shown, rng.choice(synth.VIDEO_QUESTION_TYPES), rng)
+                question, answer = shapes.video_qa(shown, rng.choice(shapes.VIDEO_QUESTION_TYPES), rng)
         elif kind < 0.85:
             color, shape = rng.choice(names).split()
             if rng.random() < 0.3:
-                question, answer = rng.choice(synth.IMAGE_CAPTION_PROMPTS), synth.image_caption(color, shape)
+                question, answer = rng.choice(shapes.IMAGE_CAPTION_PROMPTS), shapes.image_caption(color, shape)
             else:
-                question, answer = synth.image_qa(color, shape, rng.choice(["shape", "color"]))
+                question, answer = shapes.image_qa(color, shape, rng.choice(["shape", "color"]))
         else:
-            question, answer = rng.choice(synth.text_qa_pool())
+            question, answer = rng.choice(shapes.text_qa_pool())
         conversations.append([{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
     return conversations
 
@@ -340,22 +324,3 @@ def make_tiny_models(
         writer(folder, seed, pretrain_steps)
         print(f"{folder}: wrote {', '.join(sorted(path.name for path in folder.iterdir()))}")
     return folders
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--out", default="work_dirs/tiny_models", help="output folder (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rewrite folders that already exist")
-    parser.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
-                        help="next-token training steps of each tiny LLM on synthetic chat text; 0 = random "
-                        "weights (default: %(default)s)")
-    args = parser.parse_args(argv)
-    make_tiny_models(args.out, force=args.force, seed=args.seed, pretrain_steps=args.pretrain_steps)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
