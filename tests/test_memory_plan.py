@@ -1,4 +1,5 @@
-"""tools/plan_memory.py: architectures without weights, the estimate's structure, and a check against measurement."""
+"""videoccam/memory_plan.py (mostly through tools/plan_memory.py): architectures without weights, the estimate's
+structure, and a check against measurement."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ import pytest
 
 from tests.configs.test_configs import QLORA, RECIPES, _rel
 from tests.conftest import ROOT, load_tool
-from videoccam.memory_plan import (
-    BUILTIN_ARCHITECTURES,
-    _architecture_and_skeleton,
-    load_config,
-)
+from videoccam.config import load_config
+from videoccam.memory_plan import BUILTIN_ARCHITECTURES, _architecture_and_skeleton
 
 # Parameter counts of the released checkpoints (model cards / safetensors index), to check the built-in table.
 RELEASED_PARAMS = {

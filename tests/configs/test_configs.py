@@ -20,19 +20,14 @@ from typing import Any
 
 import pytest
 import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.runner import Runner
+from transformers import BitsAndBytesConfig
+from xtuner.utils import PROMPT_TEMPLATE
 
 from tests.conftest import ROOT, load_tool, tiny_cfg_options
-from videoccam import xtuner_compat
-
-xtuner_compat.install()
-
-from mmengine.config import Config, ConfigDict  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from transformers import BitsAndBytesConfig  # noqa: E402
-from xtuner.utils import PROMPT_TEMPLATE  # noqa: E402
-
-from videoccam.memory_plan import BUILTIN_ARCHITECTURES  # noqa: E402
-from videoccam.model.ccam_projector import CCAMProjectorConfig  # noqa: E402
+from videoccam.memory_plan import BUILTIN_ARCHITECTURES
+from videoccam.model.hf.ccam_projector import CCAMProjectorConfig
 
 CONFIG_DIR = ROOT / "configs"
 ALL_CONFIGS = sorted(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from videoccam.evaluation.synthetic import make_all
+from videoccam.synthetic.benchmarks import make_all
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from videoccam.evaluation.backend import (
     load_backend,
     resolve_device_dtype,
 )
-from videoccam.evaluation.common import parse_option_letter
+from videoccam.evaluation.scoring import parse_option_letter
 
 
 class FakeProcessor:

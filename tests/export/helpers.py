@@ -1,6 +1,6 @@
 """Shared by the export / conversion tests: a "trained" tiny stage-2 model, prompts, frames, reference decoding.
 
-Plain functions (not fixtures): each test module wraps them in its own module-scoped fixture.
+Plain functions (not fixtures): tests/conftest.py and the test modules wrap them in fixtures.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from tests.conftest import ROOT
 STAGE2 = ROOT / "configs/tiny/videoccam_tiny_qwen2_stage2.py"
 FINETUNE_FROM_HF = ROOT / "configs/tiny/videoccam_tiny_qwen2_finetune_from_hf.py"
 QUESTION = "Which shape appears first?"
+KINDS = {"video": 6, "image": 1, "text": 0}  # frames of each kind of media in the export tests
+MAX_NEW_TOKENS = 6
 
 
 def model_cfg_options(tiny_models: Path, llm: str = "qwen2") -> dict[str, Any]:
@@ -54,9 +56,6 @@ class Trained:
 def build_trained(tiny_models: Path, out_dir: Path) -> Trained:
     """Stage-2 model of the tiny config (LoRA on LLM and SigLIP) with every trainable weight perturbed, so the
     adapters and the projector change the output; its trainable weights saved as an mmengine checkpoint."""
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
     from mmengine.config import Config
     from xtuner.registry import BUILDER
 
@@ -95,12 +94,25 @@ def conversation(kind: str, question: str = QUESTION) -> list[dict[str, str]]:
     return [{"role": "user", "content": prefix + question}]
 
 
+def media_inputs(kind: str, image_processor, seed: int = 0):
+    items = frames(KINDS[kind], seed) if KINDS[kind] else None
+    pixel_values = image_processor(items, return_tensors="pt")["pixel_values"] if items else None
+    return items, pixel_values
+
+
+def inference_ids(kind: str, tokenizer, model) -> list[int]:
+    from videoccam.model.hf.modeling_videoccam import tokenize_with_media
+
+    text = tokenizer.apply_chat_template(conversation(kind), tokenize=False, add_generation_prompt=True)
+    return tokenize_with_media(text, tokenizer, model.config.media_tokens, model.config.image_token_index)
+
+
 def training_prompt_ids(
     kind: str, tokenizer: Any, template: Any, num_queries: int, question: str = QUESTION
 ) -> list[int]:
     """Prompt ids exactly as the training dataset builds them (records -> xtuner template -> encode_fn): the
     ids of a one-turn sample before its first supervised token."""
-    from videoccam.constants import IGNORE_INDEX
+    from videoccam.model.hf.constants import IGNORE_INDEX
     from videoccam.dataset.dataset import tokenize_sample
     from videoccam.dataset.records import parse_record
 

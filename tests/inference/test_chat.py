@@ -1,18 +1,16 @@
-"""videoccam/chat.py: conversation state, placeholders, media caching and streaming, on a fake model."""
+"""videoccam/inference/chat.py: conversation state, placeholders, media caching and streaming, on a fake model."""
 
 from __future__ import annotations
 
-import argparse
 
 import pytest
 import torch
 from PIL import Image
 
-from videoccam.chat import (
+from videoccam.inference.chat import (
     ChatSession,
     GenerationSettings,
     Media,
-    generation_settings,
     guess_media_kind,
     load_media,
     strip_placeholders,
@@ -142,21 +140,6 @@ def test_stream_reraises_worker_errors_without_hanging():
     with pytest.raises(RuntimeError, match="generation failed"):
         list(session.stream("What?", timeout=30))
     assert session.messages == []
-
-
-def test_generation_settings_from_flags():
-    def ns(**kw):
-        base = {"do_sample": False, "temperature": None, "max_new_tokens": 8, "top_p": None}
-        return argparse.Namespace(**{**base, **kw})
-
-    assert generation_settings(ns()).generate_kwargs() == {"max_new_tokens": 8, "do_sample": False}
-    assert generation_settings(ns(temperature=0.7)).generate_kwargs() == {
-        "max_new_tokens": 8, "do_sample": True, "temperature": 0.7}
-    assert generation_settings(ns(do_sample=True, temperature=0)).do_sample is False
-    with pytest.raises(ValueError, match="temperature"):
-        generation_settings(ns(temperature=-1))
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        GenerationSettings(max_new_tokens=0)
 
 
 def test_media_kind_and_missing_files(tmp_path):

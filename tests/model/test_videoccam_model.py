@@ -7,8 +7,8 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, SiglipVisionModel
 
-from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from videoccam.model.modeling_videoccam import encode_frames, splice_media_embeds
+from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
 from videoccam.model.videoccam_model import VideoCCAMModel
 
 PROJECTOR = dict(num_queries=16, hidden_size=32, num_heads=4, intermediate_size=64, dropout=0.0,

@@ -1,4 +1,4 @@
-"""Tests for tools/make_synthetic_data.py: schema, files decode, answers match pixels, determinism, CLI."""
+"""videoccam/synthetic/shapes.py: schema, files decode, answers match pixels, determinism."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import load_tool
 from videoccam.dataset.video_io import get_video_info, load_image, load_video
+from videoccam.synthetic import shapes as synthetic
 
-
-synthetic = load_tool("make_synthetic_data")
 SMALL = dict(num_videos=6, num_images=4, num_text=4, num_val_videos=2)
 
 
@@ -155,17 +153,6 @@ def test_existing_dataset_is_kept_unless_forced(tmp_path):
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["train_0000.mp4", "train_0001.mp4"]
 
 
-def test_ffmpeg_encoder_writes_a_decodable_mp4(tmp_path):
-    pytest.importorskip("imageio_ffmpeg", reason="encoder='ffmpeg' uses the binary shipped with imageio-ffmpeg")
-    frames = np.zeros((8, 32, 32, 3), dtype=np.uint8)
-    frames[4:, 8:24, 8:24] = synthetic.COLORS["green"]
-    synthetic.write_mp4(frames, tmp_path / "a.mp4", fps=8, encoder="ffmpeg")
-    decoded = load_video(tmp_path / "a.mp4", num_frames=8)
-    assert len(decoded) == 8
-    assert _nearest_color(np.asarray(decoded[1])[16, 16]) != "green"
-    assert _nearest_color(np.asarray(decoded[6])[16, 16]) == "green"
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [(dict(size=63), "even"), (dict(frames=3), "frames"), (dict(num_videos=-1), "num_videos"),
@@ -174,19 +161,6 @@ def test_ffmpeg_encoder_writes_a_decodable_mp4(tmp_path):
 def test_invalid_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         synthetic.generate(tmp_path, **kwargs)
-
-
-def test_cli(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path), "--num-videos", "2", "--num-images", "1", "--num-text", "1",
-                           "--num-val-videos", "1", "--seed", "3"]) == 0  # fmt: skip
-    assert "train.json (4 records)" in capsys.readouterr().out
-    assert len(json.loads((tmp_path / "train.json").read_text())) == 4
-    with pytest.raises(SystemExit) as info:
-        synthetic.main(["--help"])
-    assert info.value.code == 0
-    with pytest.raises(SystemExit) as info:
-        synthetic.main(["--out", str(tmp_path / "x"), "--size", "63"])
-    assert info.value.code == 2
 
 
 def test_defaults_are_fast(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for tools/make_tiny_models.py: everything loads back offline, runs, and tokenizes as the real ones."""
+"""videoccam/synthetic/tiny_models.py: everything loads back offline, runs, and tokenizes as the real ones."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from transformers import (
 )
 
 from tests.conftest import load_tool
-
-
-tiny = load_tool("make_tiny_models")
-synthetic = load_tool("make_synthetic_data")
+from videoccam.synthetic import shapes as synthetic
+from videoccam.synthetic import tiny_models as tiny
 
 # Tokens that must stay whole: the chat templates' markers and the media placeholders.
 SPECIAL_TOKENS = {
@@ -135,16 +133,10 @@ def test_tokenizer_is_compact_on_the_synthetic_vocabulary(models, name):
 
 def test_existing_models_are_kept_and_rebuilds_are_identical(models, tmp_path, capsys):
     stamp = (models / "qwen2" / "model.safetensors").stat().st_mtime_ns
-    assert tiny.main(["--out", str(models)]) == 0
+    assert load_tool("make_tiny_models").main(["--out", str(models)]) == 0
     assert "exists, kept" in capsys.readouterr().out
     assert (models / "qwen2" / "model.safetensors").stat().st_mtime_ns == stamp
     tiny.make_tiny_models(tmp_path, force=True, pretrain_steps=0)  # as the fixture
     for name in ("siglip/model.safetensors", "qwen2/model.safetensors", "qwen2/tokenizer.json",
                  "phi3/model.safetensors", "phi3/tokenizer.json"):  # fmt: skip
         assert (tmp_path / name).read_bytes() == (models / name).read_bytes(), name
-
-
-def test_help():
-    with pytest.raises(SystemExit) as info:
-        tiny.main(["--help"])
-    assert info.value.code == 0

@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from videoccam.model.ccam_projector import (
+from videoccam.model.hf.ccam_projector import (
     CCAMProjector,
     CCAMProjectorConfig,
     build_ccam_mask,
