@@ -52,6 +52,16 @@ def synthetic_data(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """``ROOT/<benchmark>/`` synthetic layouts of all four benchmarks (read-only for the tests)."""
+    from videoccam.synthetic.benchmarks import make_all
+
+    root = tmp_path_factory.mktemp("synthetic_bench")
+    make_all(root)
+    return root
+
+
 def tiny_cfg_options(tiny_models: Path, data_dir: Path, data_file: str = "train.json", llm: str = "qwen2") -> list[str]:
     """--cfg-options that point a configs/tiny config at fixture folders instead of work_dirs/."""
     llm_path, vis_path = tiny_models / llm, tiny_models / "siglip"

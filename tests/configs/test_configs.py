@@ -332,17 +332,6 @@ def test_qlora_recipe_fails_at_start_up_without_cuda(tmp_path):
     assert not (tmp_path / "last_checkpoint").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure on a machine without CUDA")
-def test_flash_attention_on_cpu_fails_with_what_to_change():
-    from videoccam.model.gpu_options import check_gpu_only_options
-
-    with pytest.raises(RuntimeError, match=r"model.llm.attn_implementation=sdpa"):
-        check_gpu_only_options(dict(attn_implementation="flash_attention_2"), "model.llm")
-    with pytest.raises(RuntimeError, match="QLoRA needs a CUDA GPU"):
-        check_gpu_only_options(dict(load_in_8bit=True), "model.llm")
-    check_gpu_only_options(dict(attn_implementation="sdpa", quantization_config=None), "model.llm")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Each recipe trains 2 iterations on CPU with the tiny models substituted for the hub ids
 # ----------------------------------------------------------------------------------------------------------------
