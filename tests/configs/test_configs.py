@@ -4,7 +4,7 @@
   ``inspect.signature(type).bind_partial(**kwargs)``; an unknown keyword fails here, not on 64 GPUs.
 * Recipes: hyper-parameters of design.md section 3 and the values of part 1 reach every place that reads them.
 * Families: chat template and stop words by the LLM id (a table in this test; library code knows no model names),
-  rendered against the tiny tokenizer of the family.
+  rendered against the tiny tokenizer of the family; generation stops at the template's STOP_WORDS.
 * Training: each family's stage 1, then stage 2 from its checkpoint (and the QLoRA variant without its
   quantisation), 2 iterations on CPU through mmengine's Runner with the tiny models substituted for the hub ids.
 * The QLoRA recipe on a machine without CUDA stops at start-up with a message that says what it needs.
@@ -26,6 +26,7 @@ from transformers import BitsAndBytesConfig
 from xtuner.utils import PROMPT_TEMPLATE
 
 from tests.conftest import ROOT, load_tool, tiny_cfg_options
+from videoccam.export.tokenizer import make_generation_config, prepare_tokenizer
 from videoccam.memory_plan import BUILTIN_ARCHITECTURES
 from videoccam.model.hf.ccam_projector import CCAMProjectorConfig
 
@@ -307,8 +308,11 @@ def test_template_and_stop_words_match_the_llm_family(loaded, family_tokenizers,
     spec, tokenizer = FAMILIES[family], family_tokenizers[family]
     template = cfg.prompt_template
     assert template == spec["template"], f"{_rel(path)}: {cfg.llm_name_or_path} needs the {family} template"
-    assert cfg.stop_words[0] == spec["eos"] and set(cfg.stop_words) == spec["stop"]
-    assert set(template.STOP_WORDS) <= set(cfg.stop_words)
+    # generation stops at the template's STOP_WORDS (the exported generation config, make_generation_config)
+    assert template.STOP_WORDS[0] == spec["eos"] and set(template.STOP_WORDS) <= spec["stop"]
+    prepared = prepare_tokenizer(tokenizer, template)
+    stop_ids = make_generation_config(prepared, template).eos_token_id
+    assert prepared.convert_ids_to_tokens(stop_ids) == list(template.STOP_WORDS)
     # what training teaches the model to end an answer with is the family's end-of-turn token
     assert template.SUFFIX == spec["eos"] == tokenizer.eos_token
     # the xtuner template renders a user turn exactly as the family's own chat template does
@@ -316,7 +320,7 @@ def test_template_and_stop_words_match_the_llm_family(loaded, family_tokenizers,
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
                                              add_generation_prompt=True)
     assert rendered == template.INSTRUCTION.format(input=question)
-    for word in cfg.stop_words:  # each stop word is one special token of the family's tokenizer
+    for word in spec["stop"]:  # each stop word is one special token of the family's tokenizer
         assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
