@@ -36,6 +36,27 @@ def load_tool(name: str):
     return module
 
 
+def isolated_python_path() -> list[str]:
+    """sys.path entries a child process may use: everything but the project (no `videoccam` package).
+
+    Children started with ``python -S`` (no site-packages ``.pth`` files: neither the editable install's finder nor
+    the xtuner hook) and this ``sys.path`` cannot import ``videoccam``.
+    """
+    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_MODULES_CACHE=str(tmp / "hf_modules"),
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+    )
+    return env
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")

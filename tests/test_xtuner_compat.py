@@ -8,14 +8,13 @@ an explicit ``sys.path``: this checkout first, then the parent's entries that ho
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, isolated_env, isolated_python_path
 
 LIBRARY_MODULES = sorted(
     ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
@@ -43,17 +42,15 @@ SNAPSHOT = textwrap.dedent(
 
 def _run_isolated(body: str, tmp_path) -> dict:
     """Run ``body`` (after SNAPSHOT) in a fresh ``python -S`` with this checkout importable; returns its JSON."""
-    others = [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
-    prelude = f"import sys\nsys.path[:0] = {[str(ROOT), *others]!r}\n"
+    prelude = f"import sys\nsys.path[:0] = {[str(ROOT), *isolated_python_path()]!r}\n"
     check = textwrap.dedent(
         f"""
         import videoccam
         assert videoccam.__file__.startswith({str(ROOT / "videoccam")!r}), videoccam.__file__
         """
     )
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONSTARTUP", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}  # fmt: skip
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env = isolated_env(tmp_path)
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # this test session installed the patches: start clean
     result = subprocess.run([sys.executable, "-S", "-c", prelude + SNAPSHOT + check + textwrap.dedent(body)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"

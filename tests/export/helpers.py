@@ -5,8 +5,6 @@ Plain functions (not fixtures): tests/conftest.py and the test modules wrap them
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,9 +110,9 @@ def training_prompt_ids(
 ) -> list[int]:
     """Prompt ids exactly as the training dataset builds them (records -> xtuner template -> encode_fn): the
     ids of a one-turn sample before its first supervised token."""
-    from videoccam.model.hf.constants import IGNORE_INDEX
     from videoccam.dataset.dataset import tokenize_sample
     from videoccam.dataset.records import parse_record
+    from videoccam.model.hf.constants import IGNORE_INDEX
 
     record: dict[str, Any] = {"conversations": [{"from": "human", "value": conversation(kind, question)[0]["content"]},
                                                 {"from": "gpt", "value": "The red square."}]}
@@ -147,20 +145,3 @@ def training_greedy(model: Any, ids: list[int], pixel_values: torch.Tensor | Non
         if token in eos:
             break
     return out
-
-
-def isolated_python_path() -> list[str]:
-    """sys.path entries a child process may use: everything but the project (no `videoccam` package)."""
-    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
-
-
-def isolated_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_MODULES_CACHE=str(tmp / "hf_modules"),
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-    )
-    return env

@@ -24,8 +24,8 @@ def test_chat_template_matches_training_with_bos_system_and_history(tiny_models,
     from xtuner.dataset.utils import encode_fn
     from xtuner.utils import PROMPT_TEMPLATE
 
-    from videoccam.model.hf.constants import IGNORE_INDEX
     from videoccam.export.tokenizer import prepare_tokenizer
+    from videoccam.model.hf.constants import IGNORE_INDEX
     from videoccam.model.hf.modeling_videoccam import tokenize_with_media
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / llm)

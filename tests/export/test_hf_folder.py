@@ -7,17 +7,15 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 from safetensors import safe_open
 
+from tests.conftest import isolated_env, isolated_python_path
 from tests.export.helpers import (
     MAX_NEW_TOKENS,
     STAGE2,
     conversation,
     frames,
-    isolated_env,
-    isolated_python_path,
     training_batch,
 )
 

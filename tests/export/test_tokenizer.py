@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_prepare_tokenizer_adds_missing_media_tokens_only():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

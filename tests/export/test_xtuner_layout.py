@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import ROOT
-from tests.export.helpers import STAGE2, as_cli_options, isolated_env, isolated_python_path
+from tests.conftest import ROOT, isolated_env, isolated_python_path
+from tests.export.helpers import STAGE2, as_cli_options
 
 
 def test_xtuner_pth_to_hf_writes_adapters_and_standalone_projector(trained, tmp_path):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from PIL import Image
 
+from videoccam.dataset.video_io import MediaLoadError
 from videoccam.inference.chat import (
     ChatSession,
     GenerationSettings,
@@ -15,7 +15,6 @@ from videoccam.inference.chat import (
     load_media,
     strip_placeholders,
 )
-from videoccam.dataset.video_io import MediaLoadError
 
 
 class FakeTokenizer:

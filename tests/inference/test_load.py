@@ -10,8 +10,7 @@ from tests.export.helpers import STAGE2, conversation, inference_ids, media_inpu
 
 def test_in_memory_conversion_equals_folder(trained, loaded):
     """load_model(config=, checkpoint=) converts without touching disk and gives the folder's model."""
-    from videoccam.inference.load import load_model
-    from videoccam.inference.load import build_hf_from_checkpoint
+    from videoccam.inference.load import build_hf_from_checkpoint, load_model
 
     model, tokenizer, image_processor = loaded
     mem_model, mem_tokenizer, mem_processor = load_model(

@@ -11,8 +11,6 @@ from videoccam.model.gpu_options import check_gpu_only_options, requested_quanti
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure on a machine without CUDA")
 def test_flash_attention_on_cpu_fails_with_what_to_change():
-    from videoccam.model.gpu_options import check_gpu_only_options
-
     with pytest.raises(RuntimeError, match=r"model.llm.attn_implementation=sdpa"):
         check_gpu_only_options(dict(attn_implementation="flash_attention_2"), "model.llm")
     with pytest.raises(RuntimeError, match="QLoRA needs a CUDA GPU"):

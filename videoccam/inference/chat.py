@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 from videoccam.dataset.video_io import IMAGE_EXTENSIONS, MediaLoadError, load_image, load_video
+from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 
 __all__ = [
     "ChatSession",

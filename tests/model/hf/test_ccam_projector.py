@@ -3,7 +3,6 @@
 import ast
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from tests.conftest import isolated_env, isolated_python_path
 from videoccam.model.hf.ccam_projector import (
     CCAMProjector,
     CCAMProjectorConfig,
@@ -414,7 +414,7 @@ def test_save_and_load_with_trust_remote_code_in_isolation(tmp_path):
     # .pth files (this environment has an editable install of videoccam and a .pth that imports
     # videoccam.xtuner_compat at start-up); the parent's sys.path minus every entry holding a `videoccam`
     # package then gives it torch and transformers but not videoccam.
-    child_path = [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
+    child_path = isolated_python_path()
     script = textwrap.dedent(
         """
         import importlib.util
@@ -434,15 +434,9 @@ def test_save_and_load_with_trust_remote_code_in_isolation(tmp_path):
         print("OK", type(model).__module__)
         """
     ).replace("PATHS", repr(child_path))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
-        TOKENIZERS_PARALLELISM="false",
-    )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True,
+        text=True, timeout=120,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "OK transformers_modules" in result.stdout

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX as XTUNER_IGNORE_INDEX
+from xtuner.utils import DEFAULT_IMAGE_TOKEN
+from xtuner.utils import IGNORE_INDEX as XTUNER_IGNORE_INDEX
 from xtuner.utils import IMAGE_TOKEN_INDEX as XTUNER_IMAGE_TOKEN_INDEX
 
 from videoccam.model.hf import constants

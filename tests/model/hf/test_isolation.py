@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, isolated_env, isolated_python_path
 
 HF_DIR = ROOT / "videoccam" / "model" / "hf"
 FILES = sorted(p.name for p in HF_DIR.glob("*.py") if p.name != "__init__.py")
@@ -71,7 +70,7 @@ def test_each_file_and_the_set_load_without_the_project(tmp_path):
         for member in (FILES if name == "all" else sorted(_closure(name))):
             shutil.copy(HF_DIR / member, folder / member)
         packages[package] = [Path(m).stem for m in (FILES if name == "all" else [name])]
-    child_path = [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
+    child_path = isolated_python_path()
     script = textwrap.dedent(
         """
         import importlib, importlib.util, json, sys
@@ -105,10 +104,8 @@ def test_each_file_and_the_set_load_without_the_project(tmp_path):
         print(json.dumps({"loaded": loaded, "logits": list(logits.shape)}))
         """
     ).replace("TMP", repr(str(tmp_path))).replace("PATHS", repr(child_path)).replace("PACKAGES", repr(packages))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=isolated_env(tmp_path),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
     out = json.loads(result.stdout.strip().splitlines()[-1])
     for name in FILES:  # each file loaded with nothing but the siblings it imports
