@@ -1,4 +1,4 @@
-"""Tests for videoccam/model/ccam_projector.py (CPU, tiny configs, no network)."""
+"""Tests for videoccam/model/hf/ccam_projector.py (CPU, tiny configs, no network)."""
 
 import ast
 import json
