@@ -18,7 +18,7 @@ Measures, side by side in one run (interleaved item by item, so machine load aff
 and prints frames per second of wall time and per CPU-second (all threads and worker processes; steadier
 than wall time on a busy machine) of each, and the ratio dataset / raw decord (the project's target is
 >= 0.8). With --num-workers N > 0 each side runs through a torch DataLoader with N worker processes. The videos
-(coloured shapes as in tools/make_synthetic_data.py, plus light noise so that frames are not trivially
+(coloured shapes as in videoccam/synthetic/shapes.py, plus light noise so that frames are not trivially
 compressible; H.264 with keyframes every --gop frames) are generated on first use under --data-dir.
 """
 
@@ -29,12 +29,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -88,10 +87,11 @@ def _frames(item: Any) -> int:
 
 
 def _write_bench_video(path: Path, rng, frames: int, width: int, height: int, fps: int, gop: int) -> None:
-    """A coloured-shapes video (tools/make_synthetic_data.py's renderer) encoded with H.264 at the given GOP."""
-    import av
-    import make_synthetic_data as synth
+    """A coloured-shapes video (videoccam/synthetic/shapes.py's renderer) encoded with H.264 at the given GOP."""
     import numpy as np
+
+    from videoccam.synthetic import shapes as synth
+    from videoccam.synthetic.video_writer import write_mp4
 
     side = max(width, height)
     count = rng.randint(2, 4)
@@ -106,22 +106,14 @@ def _write_bench_video(path: Path, rng, frames: int, width: int, height: int, fp
     video = synth.render_video(scene)[:, top : top + height, left : left + width]  # [t, height, width, 3]
     noise = np.random.default_rng(rng.randint(0, 2**31)).integers(0, 12, video.shape, dtype=np.uint8)
     video = video + noise  # a little sensor-like noise, so that P-frames are not free to decode
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast", "g": str(gop), "threads": "1"}
-        for frame in video:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_mp4(video, path, fps, encoder="pyav", x264_options={"crf": "23", "g": str(gop)})
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     """Bench videos and a data file with one record per video; returns (data file, tiny models folder)."""
     import random
 
-    import make_tiny_models
+    from videoccam.synthetic.tiny_models import make_tiny_models
 
     width, height = args.size
     data_dir = Path(args.data_dir) / f"{width}x{height}_{args.frames}f_{args.video_fps}fps_gop{args.gop}"
@@ -139,16 +131,12 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
                                               {"from": "gpt", "value": "A red square appears."}]})  # fmt: skip
         data_file.write_text("".join(json.dumps(r) + "\n" for r in records))
     models = Path(args.tiny_models)
-    make_tiny_models.main(["--out", str(models)])  # no-op when present
+    make_tiny_models(models)  # no-op when present
     return data_file, models
 
 
 def build_datasets(args: argparse.Namespace, data_file: Path, models: Path) -> dict[str, Any]:
     from transformers import AutoTokenizer, SiglipImageProcessor
-
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
     from xtuner.utils import PROMPT_TEMPLATE
 
     from videoccam.dataset.dataset import VideoCCAMDataset
@@ -202,7 +190,7 @@ def measure(datasets: dict[str, Any], repeats: int, num_workers: int) -> dict[st
     """
     import torch
 
-    from videoccam.dataset.dataset import videoccam_collate_fn
+    from videoccam.dataset.collate import videoccam_collate_fn
 
     totals = {name: {"frames": 0, "seconds": 0.0, "cpu_seconds": 0.0} for name in datasets}
     names = list(datasets)
@@ -269,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sampling fps needs --fps")
     os.chdir(ROOT)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from videoccam import xtuner_compat
+
+    xtuner_compat.install()
     import torch
 
     torch.set_num_threads(args.torch_threads)

@@ -120,8 +120,8 @@ def measure(spec: dict) -> list[dict]:
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS
 
-    from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-    from videoccam.memory_plan import load_config
+    from videoccam.config import load_config
+    from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
     batch, frames, text = spec["batch_size"], spec["frames"], spec["text_tokens"]
     vocab, size = spec["vocab"], spec["image_size"]
@@ -189,7 +189,8 @@ def measure(spec: dict) -> list[dict]:
 
 def run(configs: list[str], llm_dir: Path, vis_dir: Path, args: argparse.Namespace, modes: list[bool]) -> list[dict]:
     """Measure every (config, checkpointing) pair (one subprocess per config) and plan the same settings."""
-    from videoccam.memory_plan import load_config, plan_memory
+    from videoccam.config import load_config
+    from videoccam.memory_plan import plan_memory
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -265,6 +266,9 @@ def _answer_tokens(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from videoccam import xtuner_compat
+
+    xtuner_compat.install()
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return 0

@@ -23,7 +23,7 @@ import time
 def _case(args: argparse.Namespace) -> dict:
     import torch
 
-    from videoccam.model.ccam_projector import CCAMProjector, CCAMProjectorConfig
+    from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 
     torch.manual_seed(0)
     device = torch.device(args.device)

@@ -20,25 +20,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
-if __package__ in (None, ""):
-    # Run as a script (python tools/chat.py): make the repository importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videoccam.chat import (  # noqa: E402
-    ChatSession,
-    GenerationSettings,
+from videoccam import xtuner_compat
+from videoccam.cli import (
     add_model_args,
     add_sampling_args,
     check_model_args,
     generation_settings,
     load_model_from_args,
-    media_error_message,
     media_from_args,
 )
-from videoccam.dataset.video_io import MediaLoadError  # noqa: E402
+from videoccam.dataset.video_io import MediaLoadError
+from videoccam.inference.chat import ChatSession, GenerationSettings, media_error_message
 
 INTERACTIVE_HELP = """\
 Commands:
@@ -175,6 +169,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         stderr.write(f"error: {error}\n")
         return 2
 
+    xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
     if args.seed is not None:
         from transformers import set_seed
 

@@ -20,17 +20,15 @@ generation config. Load it with ``AutoModel.from_pretrained(OUT_DIR, trust_remot
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
-DTYPES = ("float16", "bfloat16", "float32")
+from videoccam import xtuner_compat
+from videoccam.cli import DTYPE_NAMES, parse_cfg_options, resolve_dtype
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="training config file")
     parser.add_argument("checkpoint", help="checkpoint: .pth file, DeepSpeed folder, or work dir")
@@ -38,13 +36,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-format", choices=("huggingface", "xtuner"), default="huggingface")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp32", action="store_true", help="save float32 weights (= --dtype float32)")
-    precision.add_argument("--dtype", choices=DTYPES, default=None, help="dtype of the saved weights")
+    precision.add_argument("--dtype", choices=sorted(set(DTYPE_NAMES.values())), default=None, help="dtype of the saved weights")
     parser.add_argument("--max-shard-size", default="5GB", help="largest weight file (default 5GB)")
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
         default=None,
+        metavar="KEY=VALUE",
         help="config overrides key=value, e.g. model.llm.pretrained_model_name_or_path=/models/qwen2",
     )
     return parser.parse_args(argv)
@@ -60,47 +58,26 @@ def _listing(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from videoccam import xtuner_compat
-
     xtuner_compat.install()
     args = parse_args(argv)
     import torch
-    from mmengine.config import Config
-    from xtuner.registry import BUILDER
 
-    from videoccam.model.export import save_hf_folder, save_xtuner_layout
+    from videoccam.export.hf_folder import save_hf_folder
+    from videoccam.export.xtuner_layout import save_xtuner_layout
+    from videoccam.inference.load import load_trained_model
 
-    dtype = torch.float32 if args.fp32 else (getattr(torch, args.dtype) if args.dtype else None)
-    if not os.path.isfile(args.config):
-        print(f"error: config not found: {args.config}", file=sys.stderr)
-        return 1
-    if not os.path.exists(args.checkpoint):
-        print(f"error: checkpoint not found: {args.checkpoint}", file=sys.stderr)
-        return 1
+    dtype = torch.float32 if args.fp32 else resolve_dtype(args.dtype)
     if args.save_format == "xtuner" and dtype not in (None, torch.float32, torch.float16):
         print(
             f"error: the xtuner layout saves the LLM part in float16 (default) or float32 (--fp32), not {args.dtype}",
             file=sys.stderr,
         )
         return 1
-
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.model.pretrained_pth = None  # the checkpoint holds every trained weight
-    if cfg.model.get("llm", {}).get("quantization_config") is not None:
-        # QLoRA: merge the adapters into dense base weights (the usual way to export a QLoRA model)
-        print("note: loading the LLM without its quantization_config to merge the adapters into dense weights")
-        cfg.model.llm.pop("quantization_config")
-
-    print(f"building the model from {args.config}")
-    model = BUILDER.build(cfg.model)
     try:
-        model.load_pretrained(args.checkpoint)
+        model, cfg = load_trained_model(args.config, args.checkpoint, parse_cfg_options(args.cfg_options))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    model.eval()
 
     out = Path(args.out)
     try:

@@ -18,43 +18,20 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    # Run as a script (python tools/eval.py): make the repository importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videoccam.evaluation import BENCHMARKS  # noqa: E402
-from videoccam.evaluation.backend import build_scripted_backend, load_backend  # noqa: E402
-from videoccam.evaluation.runner import evaluate  # noqa: E402
-from videoccam.evaluation.videomme import VARIANT_NO_SUBS, VARIANT_SUBS  # noqa: E402
-
-
-def parse_frame_counts(text: str) -> list[int]:
-    """Parse ``"16,32,64"`` into ``[16, 32, 64]``.
-
-    Raises:
-        argparse.ArgumentTypeError: On anything but a comma-separated list of positive integers.
-    """
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        counts = []
-    if not counts or any(c < 1 for c in counts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 16,32, got {text!r}")
-    return list(dict.fromkeys(counts))
+from videoccam import xtuner_compat
+from videoccam.cli import add_model_args, check_model_args, parse_cfg_options, parse_frame_counts
+from videoccam.evaluation import BENCHMARKS
+from videoccam.evaluation.backend import build_scripted_backend, load_backend
+from videoccam.evaluation.runner import evaluate
+from videoccam.evaluation.videomme import VARIANT_NO_SUBS, VARIANT_SUBS
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("benchmark", choices=sorted(BENCHMARKS), help="benchmark to run")
-    model = p.add_argument_group("model (give --model, or --config and --checkpoint)")
-    model.add_argument("--model", help="converted Hugging Face model folder")
-    model.add_argument("--config", help="training config (with --checkpoint)")
-    model.add_argument("--checkpoint", help="training checkpoint (with --config)")
-    model.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    model.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    add_model_args(p, device="auto", dtype="auto")  # --dtype auto: bf16 on GPU, fp32 on CPU
     p.add_argument("--data", required=True, help="benchmark root folder (official layout)")
     p.add_argument("--out", required=True, help="output folder (results go to OUT/<benchmark>/)")
     p.add_argument("--num-frames", type=parse_frame_counts, default=[16],
@@ -88,13 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         backend = build_scripted_backend(args.scripted_backend, fail_after=args.fail_after)
         model_id = f"scripted:{args.scripted_backend}"
     else:
-        if args.model and (args.config or args.checkpoint):
-            parser.error("give either --model or --config with --checkpoint, not both")
-        if not args.model and not (args.config and args.checkpoint):
-            parser.error("no model: give --model FOLDER, or --config CFG --checkpoint CKPT")
+        try:
+            check_model_args(args)
+            cfg_options = parse_cfg_options(args.cfg_options)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
         if args.fail_after is not None:
             parser.error("--fail-after only works with --scripted-backend")
-        backend = load_backend(args.model, args.config, args.checkpoint, device=args.device, dtype=args.dtype)
+        xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
+        backend = load_backend(args.model, args.config, args.checkpoint, device=args.device, dtype=args.dtype,
+                               cfg_options=cfg_options)  # fmt: skip
         model_id = os.path.abspath(args.model) if args.model else (
             f"{os.path.abspath(args.config)}::{os.path.abspath(args.checkpoint)}")
 

@@ -6,19 +6,15 @@ Example::
     python tools/eval.py mvbench --model MODEL --data data/synthetic_bench/mvbench --out eval_out
 
 Each benchmark goes to ``OUT/<benchmark>/`` in its official layout, with 64x64 synthetic videos (a few seconds
-to write); see ``videoccam/evaluation/synthetic.py`` for what is in them.
+to write); see ``videoccam/synthetic/benchmarks.py`` for what is in them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from videoccam.evaluation.synthetic import MAKERS, make_all  # noqa: E402
+from videoccam.synthetic.benchmarks import MAKERS, make_all
 
 
 def main(argv: list[str] | None = None) -> int:

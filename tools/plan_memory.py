@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videoccam.memory_plan import load_config, plan_memory, plan_to_json
+from videoccam import xtuner_compat
+from videoccam.cli import parse_cfg_options
+from videoccam.config import load_config
+from videoccam.memory_plan import plan_memory, plan_to_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,21 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_cfg_options(items: list[str]) -> dict:
-    """KEY=VALUE strings -> dict, with mmengine's DictAction value parsing (ints, floats, bools, None, lists)."""
-    from mmengine.config import DictAction
-
-    options: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--cfg-options expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        options[key] = DictAction._parse_iterable(value)
-    return options
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    xtuner_compat.install()
     try:
         cfg = load_config(args.config, parse_cfg_options(args.cfg_options))
         gpus = args.gpus if args.gpus is not None else int(cfg.get("num_gpus", 1) or 1)

@@ -3,6 +3,7 @@
 Steps (each skipped when its output exists, unless --force):
   1. tools/make_tiny_models.py     tiny random SigLIP + Qwen2 LLM + a tokenizer trained locally
   2. tools/make_synthetic_data.py  mp4 videos of coloured shapes, images, captions.json / train.json
+     (both through their library functions in videoccam/synthetic/)
   3. `xtuner train` stage 1        projector only           (configs/tiny/videoccam_tiny_qwen2_stage1.py)
   4. `xtuner train` stage 2        projector + LoRA on LLM and SigLIP, from stage 1's checkpoint
   5. tools/convert_to_hf.py + tools/chat.py on the result, when those tools are present
@@ -103,16 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     work = Path(args.work_dir)
-    sys.path.insert(0, str(ROOT / "tools"))
-    import make_synthetic_data
-    import make_tiny_models
+    from videoccam.synthetic.shapes import generate
+    from videoccam.synthetic.tiny_models import make_tiny_models
 
     try:
-        force = ["--force"] if args.force else []
-        if make_tiny_models.main(["--out", "work_dirs/tiny_models", *force]) != 0:
-            raise StageFailed("building the tiny models failed")
-        if make_synthetic_data.main(["--out", "work_dirs/synthetic_data", *force]) != 0:
-            raise StageFailed("building the synthetic data failed")
+        make_tiny_models("work_dirs/tiny_models", force=args.force)
+        generate("work_dirs/synthetic_data", force=args.force)
         stage1 = run_stage("stage 1", STAGE1, work / "stage1", [], args.force)
         stage2 = run_stage(
             "stage 2", STAGE2, work / "stage2", ["--cfg-options", f"model.pretrained_pth={stage1}"], args.force

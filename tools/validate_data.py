@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from videoccam import xtuner_compat
+from videoccam.cli import parse_cfg_options
+from videoccam.config import build_from_cfg, load_config
 from videoccam.dataset.validate import POOLS, validate_data
 from videoccam.dataset.video_io import SAMPLINGS, FrameSampling
 
@@ -65,22 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _from_config(path: str, options: Sequence[str]) -> dict[str, Any]:
     """Tokenizer, template, num_queries, max_length and sampling settings of a config's train dataset."""
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
-    from mmengine.config import Config, DictAction
-    from xtuner.registry import BUILDER
-
-    cfg = Config.fromfile(path)
-    if options:
-        action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
-        namespace = argparse.Namespace()
-        action(None, namespace, list(options))
-        cfg.merge_from_dict(namespace.cfg_options)
+    cfg = load_config(path, parse_cfg_options(options))
     dataset = cfg.train_dataloader.dataset
-    tokenizer = dataset.tokenizer
     return {
-        "tokenizer": BUILDER.build(tokenizer) if isinstance(tokenizer, dict) else tokenizer,
+        "tokenizer": build_from_cfg(dataset.tokenizer),
         "template": dataset.template,
         "num_queries": dataset.num_queries,
         "max_length": dataset.max_length,
@@ -96,9 +87,6 @@ def _from_config(path: str, options: Sequence[str]) -> dict[str, Any]:
 def _from_tokenizer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if args.num_queries is None or args.max_length is None:
         parser.error("--tokenizer needs --num-queries and --max-length")
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
     from transformers import AutoTokenizer
     from xtuner.utils import PROMPT_TEMPLATE
 
@@ -117,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 if any record is bad)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    xtuner_compat.install()
     if args.config and args.tokenizer:
         parser.error("give --config or --tokenizer, not both")
     settings: dict[str, Any] = {}

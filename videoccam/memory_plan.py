@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -478,7 +477,7 @@ def _read_setup(cfg: Any, gpus: int, zero: int, offload: bool, batch_size: int |
     )
     from accelerate import init_empty_weights
 
-    from videoccam.model.ccam_projector import CCAMProjector, CCAMProjectorConfig
+    from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 
     fields = {k: v for k, v in dict(model_cfg.projector).items() if k != "type"}
     if fields.get("cross_hidden_size") is None:  # VideoCCAMModel fills these from the towers
@@ -616,22 +615,27 @@ def _state_rows(s: _Setup, params: dict[str, dict[str, int]]) -> tuple[list[Row]
     return rows, host
 
 
-def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
-    """Activations kept for backward plus the peak working memory of the step (see the module docstring)."""
+def _precisions(s: _Setup) -> tuple[Precision, Precision, Precision]:
+    """Activation precisions of the LLM, SigLIP and the projector."""
     # Precision: DeepSpeed runs everything in its dtype; without it each part runs in its loaded dtype, LoRA
     # branches in fp32 (bf16 copies under autocast); a 4-bit LLM's residual stream is fp32
     # (prepare_model_for_kbit_training upcasts embeddings and norms).
     mask = 1 if s.device == "cuda" else None  # CUDA dropout keeps a bool mask; CPU a mask in the tensor dtype
     if s.train_bytes:
         tb = s.train_bytes
-        llm_prec = vis_prec = proj_prec = Precision(tb, tb, mask or tb)
-    else:
-        lora_act = 2 if s.amp else s.adapter_bytes
-        llm_prec = Precision(4 if s.bits else s.p_llm, lora_act, mask or s.adapter_bytes)
-        vis_prec = Precision(s.p_vis, lora_act, mask or s.adapter_bytes)
-        # the fp32 projector computes in bf16 under autocast, in fp32 without
-        proj_act = s.p_vis if s.amp else s.projector_param_bytes
-        proj_prec = Precision(proj_act, proj_act, mask or proj_act)
+        return Precision(tb, tb, mask or tb), Precision(tb, tb, mask or tb), Precision(tb, tb, mask or tb)
+    lora_act = 2 if s.amp else s.adapter_bytes
+    # the fp32 projector computes in bf16 under autocast, in fp32 without
+    proj_act = s.p_vis if s.amp else s.projector_param_bytes
+    return (
+        Precision(4 if s.bits else s.p_llm, lora_act, mask or s.adapter_bytes),
+        Precision(s.p_vis, lora_act, mask or s.adapter_bytes),
+        Precision(proj_act, proj_act, mask or proj_act),
+    )
+
+
+def _llm_activations(s: _Setup, llm_prec: Precision) -> dict[str, Any]:
+    """The LLM's saved activations, its backward working set, the causal mask and the answer logits."""
     cfg = s.llm_config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     llm_arch = {
@@ -653,12 +657,21 @@ def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
         llm_saved, llm_recompute = layers * tokens * llm_layer, 0
         llm_note = f"{layers} layers x {tokens} tokens x {llm_layer:,} B/token"
     llm_saved += tokens * 4 * h  # the final RMSNorm's fp32 copy
-    llm_backward = tokens * a * (3 * h + 3 * inter)  # gradients of one layer's output, attention and MLP tensors
-    causal_mask = s.batch * s.tokens_per_sample**2 * a if s.attn == "sdpa" else 0
-    # VideoCCAMModel builds logits for labelled (answer) positions only: logits, fp32 copy, log-softmax, grad
-    logits = s.batch * s.answer_tokens * cfg.vocab_size * (12 + (a if a != 4 else 0))
-    autocast_copies = (s.n_llm_lora + s.n_vis_lora) * 2 if s.amp and s.adapter_bytes == 4 else 0
+    return {
+        "act": a,
+        "layer": llm_layer,
+        "saved": llm_saved,
+        "recompute": llm_recompute,
+        "note": llm_note,
+        "backward": tokens * a * (3 * h + 3 * inter),  # gradients of one layer's output, attention and MLP tensors
+        "causal_mask": s.batch * s.tokens_per_sample**2 * a if s.attn == "sdpa" else 0,
+        # VideoCCAMModel builds logits for labelled (answer) positions only: logits, fp32 copy, log-softmax, grad
+        "logits": s.batch * s.answer_tokens * cfg.vocab_size * (12 + (a if a != 4 else 0)),
+    }
 
+
+def _vision_activations(s: _Setup, vis_prec: Precision) -> dict[str, Any]:
+    """SigLIP's saved activations, its forward and recompute working sets, and the pixel values."""
     vcfg = s.vis_config
     c, v_inter, va = vcfg.hidden_size, vcfg.intermediate_size, vis_prec.act
     vis_grad = bool(s.n_vis_lora) or s.vision_trainable  # does a gradient flow into SigLIP?
@@ -680,44 +693,59 @@ def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
     else:
         vis_saved, vis_recompute = features, 0
         vis_note = "no gradient reaches SigLIP: only the selected features"
-    # the last chunk's forward keeps every hidden state (output_hidden_states) and one layer's work
-    vis_forward = chunk_tokens * va * ((vcfg.num_hidden_layers + 1) * c + 4 * c + v_inter) + features
     pixels = s.total_frames * 3 * s.image_size**2
-    pixel_values = pixels * 4  # the collated fp32 batch lives through the step
-    pixel_cast = pixels * va if va != 4 else 0  # its .to(dtype) copy during the vision forward
+    return {
+        "grad": vis_grad,
+        "layer": vis_layer,
+        "saved": vis_saved,
+        "recompute": vis_recompute,
+        "note": vis_note,
+        # the last chunk's forward keeps every hidden state (output_hidden_states) and one layer's work
+        "forward": chunk_tokens * va * ((vcfg.num_hidden_layers + 1) * c + 4 * c + v_inter) + features,
+        "pixel_values": pixels * 4,  # the collated fp32 batch lives through the step
+        "pixel_cast": pixels * va if va != 4 else 0,  # its .to(dtype) copy during the vision forward
+    }
+
+
+def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
+    """Activations kept for backward plus the peak working memory of the step (see the module docstring)."""
+    llm_prec, vis_prec, proj_prec = _precisions(s)
+    llm, vis = _llm_activations(s, llm_prec), _vision_activations(s, vis_prec)
+    autocast_copies = (s.n_llm_lora + s.n_vis_lora) * 2 if s.amp and s.adapter_bytes == 4 else 0
     proj = projector_bytes(s.proj_config.to_dict(), s.videos, s.frames, s.patches, proj_prec, s.device,
                            s.checkpointing)
+    logits, pixel_values = llm["logits"], vis["pixel_values"]
 
-    saved = llm_saved + causal_mask + vis_saved + proj["saved"] + pixel_values + autocast_copies
+    saved = llm["saved"] + llm["causal_mask"] + vis["saved"] + proj["saved"] + pixel_values + autocast_copies
     phases = {
-        "vision forward": pixel_values + pixel_cast + vis_forward + (vis_saved if vis_grad else 0),
+        "vision forward": pixel_values + vis["pixel_cast"] + vis["forward"] + (vis["saved"] if vis["grad"] else 0),
         "loss (logits)": saved + logits,
-        "backward (one LLM layer)": saved + llm_recompute + llm_backward,
-        "backward (projector, SigLIP)": saved + proj["recompute"] + vis_recompute,
+        "backward (one LLM layer)": saved + llm["recompute"] + llm["backward"],
+        "backward (projector, SigLIP)": saved + proj["recompute"] + vis["recompute"],
     }
     peak_phase = max(phases, key=phases.get)
     rows = [Row("activations", "LLM: " + ("checkpointed layer inputs" if s.checkpointing else "all layers"),
-                llm_saved, llm_note)]
-    if causal_mask:
-        rows.append(Row("activations", "LLM: 4-D causal mask (sdpa, padded batch)", causal_mask,
-                        f"{s.batch} x {s.tokens_per_sample}^2 x {a} B"))
+                llm["saved"], llm["note"])]
+    if llm["causal_mask"]:
+        rows.append(Row("activations", "LLM: 4-D causal mask (sdpa, padded batch)", llm["causal_mask"],
+                        f"{s.batch} x {s.tokens_per_sample}^2 x {llm['act']} B"))
     if autocast_copies:
         rows.append(Row("activations", "autocast bf16 copies of fp32 adapters", autocast_copies, ""))
     rows += [
-        Row("activations", "SigLIP", vis_saved, vis_note),
+        Row("activations", "SigLIP", vis["saved"], vis["note"]),
         Row("activations", "CCAM projector", proj["saved"],
             f"{s.videos} video(s): {s.num_queries} queries x {s.frames * s.patches} keys"),
         Row("activations", "inputs (pixel values, fp32)", pixel_values, f"{s.total_frames} frames"),
         Row("activations", f"peak working memory: {peak_phase}", max(phases[peak_phase] - saved, 0),
-            f"logits {logits / GIB:.2f} GiB ({s.batch} x {s.answer_tokens} answer tokens x {cfg.vocab_size} "
-            f"vocab); one LLM layer "
-            f"{(llm_recompute + llm_backward) / GIB:.2f} GiB"),
+            f"logits {logits / GIB:.2f} GiB ({s.batch} x {s.answer_tokens} answer tokens x "
+            f"{s.llm_config.vocab_size} vocab); one LLM layer "
+            f"{(llm['recompute'] + llm['backward']) / GIB:.2f} GiB"),
     ]  # fmt: skip
     facts = {
         "peak_phase": peak_phase,
         "phases_bytes": phases,
-        "llm_layer_bytes_per_token": llm_layer,
-        "vision_layer_bytes_per_token": vis_layer,
+        "llm_layer_bytes_per_token": llm["layer"],
+        "vision_layer_bytes_per_token": vis["layer"],
         "logits_bytes": logits,
     }
     return rows, facts
@@ -804,21 +832,6 @@ def plan_memory(
     return MemoryPlan(rows, facts, params, sum(r.bytes for r in rows), weight_host + state_host)
 
 
-def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Any:
-    """``mmengine.Config.fromfile`` with the xtuner shim installed and ``--cfg-options`` merged."""
-    from videoccam import xtuner_compat
-
-    xtuner_compat.install()
-    from mmengine.config import Config
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config not found: {path}")
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
-    return cfg
-
-
 def plan_to_json(plan: MemoryPlan) -> str:
     return json.dumps(plan.to_dict(), indent=2, default=str)
 
@@ -831,7 +844,6 @@ __all__ = [
     "dtype_bytes",
     "llm_layer_bytes",
     "load_architecture",
-    "load_config",
     "lora_targets",
     "plan_memory",
     "plan_to_json",

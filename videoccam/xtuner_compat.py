@@ -13,11 +13,22 @@ Each patch fixes one measured failure of the stock stack (see ``shared/install-n
    objects (``HistoryBuffer``) and fails. We set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (checkpoints you
    resume from are your own; do not resume from untrusted files).
 
-``install()`` is idempotent and is called by every entry point of ours before xtuner is imported. The stock
-``xtuner`` CLI starts ``python xtuner/tools/train.py`` in a fresh interpreter; for it, ``install_pth()`` writes a
-one-line ``.pth`` file into site-packages that registers :class:`_XtunerImportHook`, a meta-path finder that
-calls ``install()`` the first time anything imports ``xtuner`` (it imports nothing itself until then, so other
-Python programs pay nothing).
+Who applies what (nothing here runs at import; importing any module of ``videoccam`` changes no global state,
+``tests/test_xtuner_compat.py`` checks it module by module in a fresh interpreter):
+
+* :func:`install` (all four patches, idempotent) is called only by entry points: each ``tools/*.py`` ``main()``
+  that may touch xtuner or mmengine, the ``.pth`` hook below, and tests that train.
+* :func:`make_xtuner_importable` (patch 1 alone) is called by library functions right before they import
+  ``xtuner.dataset`` (config loading, tokenisation, tokenizer export). It only puts a stub for
+  ``xtuner.dataset.internvl_dataset`` into ``sys.modules`` when torchvision is missing, so that an import which
+  would fail succeeds; it changes no behaviour of torch, mmengine or xtuner.
+* The stock ``xtuner`` CLI starts ``python xtuner/tools/train.py`` in a fresh interpreter; for it,
+  ``install_pth()`` writes a one-line ``.pth`` file into site-packages that registers :class:`_XtunerImportHook`,
+  a meta-path finder that calls :func:`install` the first time anything imports ``xtuner`` (it imports nothing
+  itself until then, so other Python programs pay nothing). In an environment with that hook, importing a module
+  of ``videoccam`` that imports ``xtuner`` therefore installs the patches: that is the hook's doing (an entry
+  point the user installed with ``tools/install.sh``), not the library's. Your own scripts that train on CPU
+  without the hook call :func:`install` first.
 """
 
 from __future__ import annotations
@@ -34,7 +45,12 @@ PTH_NAME = "videoccam_xtuner_compat.pth"
 _installed = False
 
 
-def _stub_internvl_dataset() -> None:
+def make_xtuner_importable() -> None:
+    """Patch 1 only: let ``import xtuner.dataset`` succeed without torchvision (idempotent).
+
+    Library code calls it right before importing ``xtuner.dataset``; it changes nothing when torchvision is
+    installed or the stub is already there.
+    """
     name = "xtuner.dataset.internvl_dataset"
     if name in sys.modules or importlib.util.find_spec("torchvision") is not None:
         return
@@ -52,13 +68,13 @@ def _stub_internvl_dataset() -> None:
 
 
 def install() -> None:
-    """Apply the four patches (idempotent). Call before importing ``xtuner``."""
+    """Apply the four patches (idempotent). Entry points call it before importing ``xtuner``; library code never does."""
     global _installed
     if _installed:
         return
     import torch
 
-    _stub_internvl_dataset()
+    make_xtuner_importable()
     if not hasattr(torch.cpu, "is_bf16_supported"):
         torch.cpu.is_bf16_supported = lambda including_emulation=True: False
     if not torch.cuda.is_available():

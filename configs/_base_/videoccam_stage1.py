@@ -2,8 +2,10 @@
 # CCAM projector + an LLM. Only the projector trains; SigLIP and the LLM are frozen (design.md section 3).
 #
 # Do not train this file directly: use a per-model config (configs/<model>/videoccam_<model>_stage1.py), which
-# reads this one with mmengine's `read_base()` and sets the LLM block of part 1 (LLM id, chat template, stop
-# words, context, per-device batch) and copies those values into parts 2-5. Everything else lives here once.
+# reads this one with mmengine's `read_base()`, sets the LLM block of part 1 (LLM id, chat template, context,
+# per-device batch) and copies those values to the keys of parts 2-4 that read them. Everything else lives here
+# once; the stage-2 additions are in videoccam_stage2.py. Layout, overrides (--cfg-options keys) and how to run:
+# configs/README.md.
 #
 # Hyper-parameters: xtuner's LLaVA pretrain defaults (design.md section 3): AdamW lr 1e-3, no weight decay,
 # 3% linear warm-up then cosine, 1 epoch, grad clip 1.0, global batch 256 = num_gpus x batch_size x
@@ -21,7 +23,8 @@ from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer, SiglipImageProcessor, SiglipVisionModel
 from xtuner.dataset.samplers import LengthGroupedSampler
 
-from videoccam.dataset.dataset import VideoCCAMDataset, videoccam_collate_fn
+from videoccam.dataset.collate import videoccam_collate_fn
+from videoccam.dataset.dataset import VideoCCAMDataset
 from videoccam.engine.hooks import SkippedSamplesHook
 from videoccam.engine.loops import TokenMeanTrainLoop
 from videoccam.model.videoccam_model import VideoCCAMModel
@@ -31,8 +34,7 @@ from videoccam.model.videoccam_model import VideoCCAMModel
 #######################################################################
 # LLM block: every per-model config sets these (None here on purpose: the base is not a runnable recipe).
 llm_name_or_path = None  # hub id or local folder
-prompt_template = None  # xtuner PROMPT_TEMPLATE entry matching the LLM's chat format
-stop_words = None  # generation stops at any of these (evaluation / chat); the tokenizer's EOS comes first
+prompt_template = None  # xtuner PROMPT_TEMPLATE entry matching the LLM's chat format (its STOP_WORDS end replies)
 llm_context = 4096  # the LLM's context window (tokens)
 max_length = 4096  # LLM tokens per training sample, visual tokens included (<= llm_context)
 batch_size = 1  # per device
@@ -132,25 +134,23 @@ model = dict(
 #######################################################################
 #                      PART 3  Dataset & Dataloader                   #
 #######################################################################
-train_dataset = dict(
-    type=VideoCCAMDataset,
-    data_path=data_path,
-    data_root=data_root,
-    tokenizer=tokenizer,
-    image_processor=image_processor,
-    template=prompt_template,
-    num_queries=num_queries,
-    max_length=max_length,
-    num_frames=num_frames,
-    sampling=sampling,
-    on_error=on_error,
-)
-
 train_dataloader = dict(
     batch_size=batch_size,
     num_workers=dataloader_num_workers,
     pin_memory=True,
-    dataset=train_dataset,
+    dataset=dict(
+        type=VideoCCAMDataset,
+        data_path=data_path,
+        data_root=data_root,
+        tokenizer=tokenizer,
+        image_processor=image_processor,
+        template=prompt_template,
+        num_queries=num_queries,
+        max_length=max_length,
+        num_frames=num_frames,
+        sampling=sampling,
+        on_error=on_error,
+    ),
     # Every image or video costs exactly num_queries LLM tokens, so modality_length is the exact LLM length;
     # grouping by it keeps padding low. Mega-batches span one optimizer step (batch x accumulation).
     sampler=dict(

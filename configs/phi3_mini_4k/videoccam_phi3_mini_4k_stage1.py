@@ -1,21 +1,7 @@
-# Video-CCAM stage 1 (feature alignment: only the CCAM projector trains)
-# SigLIP-SO400M-patch14-384 + CCAM projector + Phi-3-mini-4k-instruct (3.8B)
-#
+# Video-CCAM stage 1 (feature alignment: only the CCAM projector trains) with Phi-3-mini-4k-instruct (3.8B).
+# The recipe is configs/_base_/videoccam_stage1.py; this file holds the LLM block (read by the stage-2 config too).
 #   xtuner train configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage1.py --deepspeed deepspeed_zero2
-#   python tools/plan_memory.py configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage1.py --gpus 8 --zero 2
-#
-# The recipe is configs/_base_/videoccam_stage1.py; this file sets the LLM block of part 1 and copies
-# it to the places in parts 2-4 that read it. Override paths and sizes with --cfg-options KEY=VALUE:
-#   LLM weights and tokenizer (same value for the 3 keys): model.llm.pretrained_model_name_or_path,
-#       tokenizer.pretrained_model_name_or_path, train_dataloader.dataset.tokenizer.pretrained_model_name_or_path
-#   SigLIP (3 keys): model.visual_encoder.pretrained_model_name_or_path,
-#       image_processor.pretrained_model_name_or_path,
-#       train_dataloader.dataset.image_processor.pretrained_model_name_or_path
-#   data: train_dataloader.dataset.data_path, train_dataloader.dataset.data_root
-#   batch: train_dataloader.batch_size, optim_wrapper.accumulative_counts,
-#       train_dataloader.sampler.per_device_batch_size (= batch_size x accumulative_counts)
-#   flash-attention 2 (CUDA + flash-attn): model.llm.attn_implementation=flash_attention_2,
-#       model.visual_encoder.attn_implementation=flash_attention_2
+# Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
 from xtuner.utils import PROMPT_TEMPLATE
 
@@ -23,11 +9,10 @@ with read_base():
     from .._base_.videoccam_stage1 import *  # noqa: F401,F403
 
 #######################################################################
-#                          PART 1  Settings                           #
+#                     PART 1  Settings: the LLM block                 #
 #######################################################################
 llm_name_or_path = "microsoft/Phi-3-mini-4k-instruct"
 prompt_template = PROMPT_TEMPLATE.phi3_chat  # Phi-3 chat format: <|user|>\n{input}<|end|>\n<|assistant|>\n
-stop_words = ["<|end|>", "<|endoftext|>"]
 llm_context = 4096
 max_length = 4096  # the whole 4k context
 text_budget = max_length - num_queries  # noqa: F405  (4096 - 1024 = 3072 text tokens with a video)
@@ -39,9 +24,6 @@ accumulative_counts = 2  # 8 GPUs x 16 x 2 = 256 samples per optimizer step
 #######################################################################
 model.llm.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
 tokenizer.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
-train_dataloader.dataset.tokenizer.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
-train_dataloader.dataset.template = prompt_template  # noqa: F405
-train_dataloader.dataset.max_length = max_length  # noqa: F405
-train_dataloader.batch_size = batch_size  # noqa: F405
-train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts  # noqa: F405
+train_dataloader.dataset.update(tokenizer=tokenizer, template=prompt_template, max_length=max_length)  # noqa: F405
+train_dataloader.update(batch_size=batch_size, sampler=dict(per_device_batch_size=batch_size * accumulative_counts))  # noqa: F405,E501
 optim_wrapper.accumulative_counts = accumulative_counts  # noqa: F405

@@ -1,37 +1,16 @@
-# Video-CCAM stage 2 (instruction tuning: projector + LoRA on the LLM and on SigLIP)
-# SigLIP-SO400M-patch14-384 + CCAM projector + Phi-3-mini-4k-instruct (3.8B)
-#
+# Video-CCAM stage 2 (instruction tuning: projector + LoRA on the LLM and on SigLIP) with Phi-3-mini-4k-instruct (3.8B):
+# this LLM's stage-1 config plus the stage-2 additions of configs/_base_/videoccam_stage2.py.
 #   xtuner train configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage2.py --deepspeed deepspeed_zero2
-#   python tools/plan_memory.py configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage2.py --gpus 8 --zero 2
-#
-# The recipe is configs/_base_/videoccam_stage2.py; this file sets the LLM block of part 1 and copies
-# it to the places in parts 2-4 that read it. Override paths and sizes with --cfg-options KEY=VALUE:
-#   LLM weights and tokenizer (same value for the 3 keys): model.llm.pretrained_model_name_or_path,
-#       tokenizer.pretrained_model_name_or_path, train_dataloader.dataset.tokenizer.pretrained_model_name_or_path
-#   SigLIP (3 keys): model.visual_encoder.pretrained_model_name_or_path,
-#       image_processor.pretrained_model_name_or_path,
-#       train_dataloader.dataset.image_processor.pretrained_model_name_or_path
-#   data: train_dataloader.dataset.data_path, train_dataloader.dataset.data_root
-#   stage-1 result: model.pretrained_pth (default work_dirs/videoccam_phi3_mini_4k_stage1)
-#   batch: train_dataloader.batch_size, optim_wrapper.accumulative_counts,
-#       train_dataloader.sampler.per_device_batch_size (= batch_size x accumulative_counts)
-#   flash-attention 2 (CUDA + flash-attn): model.llm.attn_implementation=flash_attention_2,
-#       model.visual_encoder.attn_implementation=flash_attention_2
+# Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
-from xtuner.utils import PROMPT_TEMPLATE
 
 with read_base():
+    from .videoccam_phi3_mini_4k_stage1 import *  # noqa: F401,F403
     from .._base_.videoccam_stage2 import *  # noqa: F401,F403
 
 #######################################################################
 #                          PART 1  Settings                           #
 #######################################################################
-llm_name_or_path = "microsoft/Phi-3-mini-4k-instruct"
-prompt_template = PROMPT_TEMPLATE.phi3_chat  # Phi-3 chat format: <|user|>\n{input}<|end|>\n<|assistant|>\n
-stop_words = ["<|end|>", "<|endoftext|>"]
-llm_context = 4096
-max_length = 4096  # the whole 4k context
-text_budget = max_length - num_queries  # noqa: F405  (4096 - 1024 = 3072 text tokens with a video)
 batch_size = 8  # per device
 accumulative_counts = 2  # 8 GPUs x 8 x 2 = 128 samples per optimizer step
 pretrained_pth = "work_dirs/videoccam_phi3_mini_4k_stage1"  # stage-1 work dir (its last_checkpoint is loaded)
@@ -39,12 +18,7 @@ pretrained_pth = "work_dirs/videoccam_phi3_mini_4k_stage1"  # stage-1 work dir (
 #######################################################################
 #              PART 2-4  the values above, where they are read        #
 #######################################################################
-model.llm.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
-tokenizer.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
-train_dataloader.dataset.tokenizer.pretrained_model_name_or_path = llm_name_or_path  # noqa: F405
-train_dataloader.dataset.template = prompt_template  # noqa: F405
-train_dataloader.dataset.max_length = max_length  # noqa: F405
-train_dataloader.batch_size = batch_size  # noqa: F405
+model.update(pretrained_pth=pretrained_pth, llm_lora=llm_lora, visual_encoder_lora=visual_encoder_lora)  # noqa: F405
+train_dataloader.update(batch_size=batch_size, dataset=dict(data_path=data_path, data_root=data_root))  # noqa: F405
 train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts  # noqa: F405
-optim_wrapper.accumulative_counts = accumulative_counts  # noqa: F405
-model.pretrained_pth = pretrained_pth  # noqa: F405
+optim_wrapper.update(accumulative_counts=accumulative_counts, optimizer=dict(lr=lr))  # noqa: F405

@@ -10,7 +10,7 @@
 # The LLM LoRA rank is 256 (alpha 128: the same alpha/r = 0.5 scaling) instead of the 8-GPU recipe's 512: with
 # r=512 the adapters alone (805 M params; fp32 weights, gradients and AdamW moments: 13 GB) leave too little room
 # for activations on 24 GB. The planner estimates 16.7 GiB at r=256 and 23.4 GiB at r=512 (configs/README.md).
-# Keys for paths: as in videoccam_phi3_mini_4k_stage2.py; drop the quantisation with
+# Overrides (--cfg-options keys): configs/README.md; drop the quantisation with
 # --cfg-options model.llm.quantization_config=None.
 import torch
 from mmengine.config import read_base

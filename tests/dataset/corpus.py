@@ -1,6 +1,6 @@
 """A small custom-format corpus with good and deliberately broken records, built in a temp folder by the tests.
 
-No binaries are checked in: the videos are rendered and encoded here (tools/make_synthetic_data.py's helpers).
+No binaries are checked in: the videos are rendered and encoded here (videoccam/synthetic/shapes.py's helpers).
 ``BAD`` maps each broken record's index to the category the validator and training must report for it, and a
 word of its reason; ``GOOD`` lists the usable records. ``BUILD_TIME`` are the bad records the dataset finds while
 it is built (no decoding), the others only show when their media are decoded.
@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import load_tool
-
-synth = load_tool("make_synthetic_data")
+from videoccam.synthetic import shapes as synth
+from videoccam.synthetic.video_writer import write_mp4
 
 LONG_QUESTION = "Which shape appears first? " * 100  # 600 tokens with the tiny tokenizer: > 512 - 32 + 1
 
@@ -52,7 +51,7 @@ def build_corpus(root: Path, name: str = "corpus.jsonl") -> Path:
                 synth.ShapeEvent("green", "circle", 16, 32, (40.0, 40.0), (42.0, 44.0), 11)],
     )  # fmt: skip
     frames = synth.render_video(scene)
-    synth.write_mp4(frames, root / "videos/good.mp4", scene.fps, encoder="pyav")
+    write_mp4(frames, root / "videos/good.mp4", scene.fps, encoder="pyav")
     data = (root / "videos/good.mp4").read_bytes()
     (root / "videos/zero.mp4").write_bytes(b"")
     (root / "videos/truncated.mp4").write_bytes(data[: len(data) // 2])
@@ -97,7 +96,7 @@ def write_counter_video(path: Path, num_frames: int = 100, fps: int = 25) -> Non
     for t in range(num_frames):
         for bit in range(7):
             frames[t, :32, bit * 8 : bit * 8 + 8] = 255 if (t >> bit) & 1 else 0
-    synth.write_mp4(frames, path, fps, encoder="pyav")
+    write_mp4(frames, path, fps, encoder="pyav")
 
 
 def read_counter(pixel_values) -> list[int]:

@@ -9,17 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoTokenizer, SiglipImageProcessor
+from xtuner.utils import PROMPT_TEMPLATE
 
 from tests.dataset import corpus
-from videoccam import xtuner_compat
-from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.dataset.collate import videoccam_collate_fn
+from videoccam.dataset.dataset import VideoCCAMDataset
 from videoccam.dataset.records import RecordError, load_records
-
-xtuner_compat.install()
-from transformers import AutoTokenizer, SiglipImageProcessor  # noqa: E402
-from xtuner.utils import PROMPT_TEMPLATE  # noqa: E402
-
-from videoccam.dataset.dataset import VideoCCAMDataset, videoccam_collate_fn  # noqa: E402
+from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 NUM_QUERIES, MAX_LENGTH = 32, 512
 

@@ -6,15 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
+from xtuner.utils import PROMPT_TEMPLATE
 
 from tests.dataset import corpus
-from videoccam import xtuner_compat
 from videoccam.dataset.validate import validate_data
 from videoccam.dataset.video_io import FrameSampling
-
-xtuner_compat.install()
-from transformers import AutoTokenizer  # noqa: E402
-from xtuner.utils import PROMPT_TEMPLATE  # noqa: E402
 
 
 @pytest.fixture(scope="module")

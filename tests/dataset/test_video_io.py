@@ -3,7 +3,7 @@
 Test media are written into tmp folders by module-scoped fixtures (nothing binary is checked in):
 * a "counter" video whose frame t shows t as 7 black/white blocks, so a test can read back which source
   frame the loader returned, for both decoders;
-* a synthetic shapes video (tools/make_synthetic_data.py) with known shapes, colours and frames.
+* a synthetic shapes video (videoccam/synthetic/shapes.py) with known shapes, colours and frames.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import load_tool
 from videoccam.dataset import video_io
 from videoccam.dataset.video_io import (
     MediaLoadError,
@@ -29,11 +28,11 @@ from videoccam.dataset.video_io import (
     sample_fps_indices,
     sample_uniform_indices,
 )
+from videoccam.synthetic import shapes as synthetic
+from videoccam.synthetic.video_writer import write_mp4
 
 BACKENDS = ("decord", "pyav")
 
-
-synthetic = load_tool("make_synthetic_data")
 
 # --------------------------------------------------------------------------------------------------
 # Sampling rules, written out by hand
@@ -139,9 +138,9 @@ def media(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("media")
     paths = {"counter": root / "counter.mp4", "shapes": root / "shapes.mp4"}
     counter = np.stack([_counter_frame(t) for t in range(COUNTER_FRAMES)])
-    synthetic.write_mp4(counter, paths["counter"], COUNTER_FPS, encoder="pyav")
+    write_mp4(counter, paths["counter"], COUNTER_FPS, encoder="pyav")
     scene = synthetic.VideoScene("shapes", "shapes.mp4", num_frames=32, fps=8, size=64, events=SHAPE_EVENTS)
-    synthetic.write_mp4(synthetic.render_video(scene), paths["shapes"], scene.fps, encoder="pyav")
+    write_mp4(synthetic.render_video(scene), paths["shapes"], scene.fps, encoder="pyav")
 
     data = paths["shapes"].read_bytes()
     broken = {
@@ -401,7 +400,7 @@ def test_decode_selected_frames_calls_select_with_length_and_fps(tmp_path):
     for i in range(12):
         frames[i] = 20 * i  # frame i has grey level 20*i
     path = tmp_path / "grey.mp4"
-    synthetic.write_mp4(frames, path, fps=6, encoder="pyav")
+    write_mp4(frames, path, fps=6, encoder="pyav")
     seen = []
 
     def select(total, fps):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, SiglipVisionModel
 
 from tests.conftest import ROOT
-from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 PROJECTOR = dict(num_queries=8, hidden_size=32, num_heads=4, intermediate_size=64, dropout=0.0,
                  attention_dropout=0.0)

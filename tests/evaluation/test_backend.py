@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import pytest
 import torch
 from PIL import Image
@@ -19,7 +16,7 @@ from videoccam.evaluation.backend import (
     load_backend,
     resolve_device_dtype,
 )
-from videoccam.evaluation.common import parse_option_letter
+from videoccam.evaluation.scoring import parse_option_letter
 
 
 class FakeProcessor:

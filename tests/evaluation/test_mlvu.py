@@ -11,7 +11,7 @@ import pytest
 from videoccam.evaluation.backend import ScriptedBackend
 from videoccam.evaluation.mlvu import MLVU
 from videoccam.evaluation.runner import evaluate
-from videoccam.evaluation.synthetic import MLVU_SYNTHETIC_SIZES
+from videoccam.synthetic.benchmarks import MLVU_SYNTHETIC_SIZES
 
 
 def _wrong(letter: str) -> str:

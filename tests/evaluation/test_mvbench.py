@@ -9,10 +9,10 @@ import pytest
 
 from videoccam.dataset.video_io import MediaLoadError
 from videoccam.evaluation.backend import ScriptedBackend
-from videoccam.evaluation.common import MediaRef
 from videoccam.evaluation.mvbench import MVBENCH_TASKS, MVBench, videochat2_frame_indices
 from videoccam.evaluation.runner import evaluate
-from videoccam.evaluation.synthetic import make_mvbench
+from videoccam.evaluation.samples import MediaRef
+from videoccam.synthetic.benchmarks import make_mvbench
 
 
 def test_task_table_matches_videochat2() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from videoccam.evaluation.backend import ScriptedBackend, hash_reply
-from videoccam.evaluation.common import LoadedMedia, MediaRef
 from videoccam.evaluation.mvbench import MVBench
 from videoccam.evaluation.runner import evaluate
+from videoccam.evaluation.samples import LoadedMedia, MediaRef
 from videoccam.evaluation.videomme import VideoMME
 
 

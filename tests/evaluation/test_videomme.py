@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from videoccam.evaluation.backend import ScriptedBackend
-from videoccam.evaluation.common import LoadedMedia
 from videoccam.evaluation.runner import evaluate
+from videoccam.evaluation.samples import LoadedMedia
 from videoccam.evaluation.videomme import (
     SUBTITLE_HEADER,
     VIDEOMME_INSTRUCTION,

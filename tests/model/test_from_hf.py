@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.model.export_helpers import FINETUNE_FROM_HF, build_trained, frames, training_batch
+from tests.export.helpers import FINETUNE_FROM_HF, build_trained, frames, training_batch
 
 
 @pytest.fixture(scope="module")
 def hf_dir(tiny_models, tmp_path_factory):
-    from videoccam.model.export import save_hf_folder
+    from videoccam.export.hf_folder import save_hf_folder
 
     trained = build_trained(tiny_models, tmp_path_factory.mktemp("from_hf_ckpt"))
     out = tmp_path_factory.mktemp("from_hf") / "videoccam_tiny_from_hf"
@@ -22,7 +22,7 @@ def test_finetune_config_starts_from_the_folder(hf_dir):
     from mmengine.config import Config
     from xtuner.registry import BUILDER
 
-    from videoccam.model.export import merged_state_dict
+    from videoccam.export.lora_merge import merged_state_dict
     from videoccam.model.from_hf import load_videoccam_weights
     from videoccam.model.videoccam_model import VideoCCAMModel
 

@@ -7,8 +7,8 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, SiglipVisionModel
 
-from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from videoccam.model.modeling_videoccam import encode_frames, splice_media_embeds
+from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
 from videoccam.model.videoccam_model import VideoCCAMModel
 
 PROJECTOR = dict(num_queries=16, hidden_size=32, num_heads=4, intermediate_size=64, dropout=0.0,
@@ -274,7 +274,7 @@ def test_bf16_run_updates_every_trainable_tensor(tiny_models, setup, autocast):
 
 def test_bf16_storage_dtypes_are_recorded_and_exported(tiny_models):
     """The fp32 trainable weights remember their loaded dtype: the exported model is bf16 again unless asked."""
-    from videoccam.model.export import loaded_dtype_state
+    from videoccam.export.hf_model import loaded_dtype_state
 
     model = build_bf16(tiny_models, "full")
     projector = {f"projector.{n}" for n, _ in model.projector.named_parameters()}

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_tool
-from tests.model.export_helpers import STAGE2, Trained, as_cli_options, build_trained
+from tests.export.helpers import STAGE2, Trained, as_cli_options, build_trained
 
 
 @pytest.fixture(scope="session")
 def tiny_trained(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """The tiny stage-2 model (LoRA on LLM and SigLIP, weights perturbed) and its mmengine checkpoint.
 
-    Use with ``--config tests.model.export_helpers.STAGE2 --checkpoint trained.checkpoint --cfg-options
+    Use with ``--config tests.export.helpers.STAGE2 --checkpoint trained.checkpoint --cfg-options
     *as_cli_options(trained.options)``.
     """
     return build_trained(tiny_models, tmp_path_factory.mktemp("tiny_trained"))

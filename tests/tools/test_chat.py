@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, load_tool
-from tests.model.export_helpers import STAGE2, as_cli_options
+from tests.export.helpers import STAGE2, as_cli_options
 
 chat_tool = load_tool("chat")
 
@@ -88,7 +88,7 @@ def test_bad_model_arguments(tmp_path: Path, video: Path):
 
 
 def test_interactive_two_turns_then_quit(tiny_hf_videoccam: Path, video: Path, monkeypatch):
-    from videoccam.chat import ChatSession
+    from videoccam.inference.chat import ChatSession
 
     sent: list[list[dict]] = []
     original = ChatSession._chat

@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 
 from tests.conftest import load_tool
-from tests.model.export_helpers import (
+from tests.export.helpers import (
     STAGE2,
     as_cli_options,
     build_trained,
@@ -31,8 +31,8 @@ def _convert(trained, checkpoint, out, *extra: str) -> int:
 
 
 def test_work_dir_to_single_folder_reproduces_the_training_model(trained, tmp_path, capsys):
-    from videoccam.inference import load_model
-    from videoccam.model.modeling_videoccam import tokenize_with_media
+    from videoccam.inference.load import load_model
+    from videoccam.model.hf.modeling_videoccam import tokenize_with_media
 
     work_dir = trained.checkpoint.parent
     (work_dir / "last_checkpoint").write_text(str(trained.checkpoint))

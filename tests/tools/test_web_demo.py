@@ -253,29 +253,3 @@ def test_bad_arguments_fail_before_loading_anything(tmp_path: Path, capsys):
     assert "no model" in capsys.readouterr().err
     assert web_demo.main(["--model", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
-
-
-def test_offline_middleware_drops_external_tags_only():
-    import asyncio
-
-    web_demo = load_tool("web_demo")
-    page = (b'<html><head><link rel="preconnect" href="https://fonts.googleapis.com" />'
-            b'<script src="https://cdnjs.cloudflare.com/x.js" async></script>'
-            b'<script type="module" src="./assets/index.js"></script></head><body>hi</body></html>')
-
-    async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                                (b"content-length", str(len(page)).encode())]})
-        await send({"type": "http.response.body", "body": page[:40], "more_body": True})
-        await send({"type": "http.response.body", "body": page[40:]})
-
-    sent = []
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(web_demo.OfflinePageMiddleware(app)({"type": "http"}, None, send))
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    assert b"https://" not in body and b'src="./assets/index.js"' in body and b"<body>hi</body>" in body
-    assert dict(sent[0]["headers"])[b"content-length"] == str(len(body)).encode()

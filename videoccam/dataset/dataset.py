@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from videoccam import xtuner_compat
-from videoccam.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.config import build_from_cfg
 from videoccam.dataset.frame_processing import BatchFrameProcessor
 from videoccam.dataset.records import (
     RecordError,
@@ -49,20 +46,12 @@ from videoccam.dataset.records import (
     parse_record,
 )
 from videoccam.dataset.video_io import SAMPLINGS, FrameSampling, MediaLoadError
+from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.xtuner_compat import make_xtuner_importable
 
-xtuner_compat.install()
-
-from xtuner.dataset.map_fns import template_map_fn  # noqa: E402
-from xtuner.dataset.utils import encode_fn  # noqa: E402
-from xtuner.registry import BUILDER  # noqa: E402
+__all__ = ["ON_ERROR", "VideoCCAMDataset", "tokenize_sample"]
 
 ON_ERROR = ("raise", "skip")
-
-
-def _build(obj: Any) -> Any:
-    if isinstance(obj, (dict, Config, ConfigDict)):
-        return BUILDER.build(obj)
-    return obj
 
 
 def tokenize_sample(
@@ -84,6 +73,10 @@ def tokenize_sample(
         RecordError: (category ``too_long``) the visual tokens do not fit, truncation would cut through the
             placeholder, or it would remove every answer token.
     """
+    make_xtuner_importable()  # xtuner.dataset imports torchvision (see videoccam/xtuner_compat.py)
+    from xtuner.dataset.map_fns import template_map_fn
+    from xtuner.dataset.utils import encode_fn
+
     n_media = 0 if sample.kind == "text" else 1
 
     def fail(reason: str) -> RecordError:
@@ -120,6 +113,26 @@ def tokenize_sample(
         "answer_tokens": answer_tokens,
         "kept_answer_tokens": kept,
     }
+
+
+def _check_arguments(
+    on_error: str, sampling: str, num_frames: int, max_frames: int | None, num_queries: int
+) -> int:
+    """Validate the dataset's sampling and error arguments; returns ``max_frames`` (default ``num_queries``).
+
+    Raises:
+        ValueError: naming the argument and the allowed values.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if num_frames < 1 or num_frames > num_queries:
+        raise ValueError(f"num_frames must be in [1, num_queries={num_queries}], got {num_frames}")
+    max_frames = max_frames if max_frames is not None else num_queries
+    if max_frames > num_queries:
+        raise ValueError(f"max_frames={max_frames} must be <= num_queries={num_queries}")
+    return max_frames
 
 
 class VideoCCAMDataset(Dataset):
@@ -171,19 +184,11 @@ class VideoCCAMDataset(Dataset):
         check_files: bool = True,
         fast_image_processing: bool = True,
     ) -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        if num_frames < 1 or num_frames > num_queries:
-            raise ValueError(f"num_frames must be in [1, num_queries={num_queries}], got {num_frames}")
-        max_frames = max_frames if max_frames is not None else num_queries
-        if max_frames > num_queries:
-            raise ValueError(f"max_frames={max_frames} must be <= num_queries={num_queries}")
+        max_frames = _check_arguments(on_error, sampling, num_frames, max_frames, num_queries)
         self.source = str(data_path)
         self.data_root = Path(data_root) if data_root is not None else Path(data_path).parent
-        self.tokenizer = _build(tokenizer)
-        self.image_processor = _build(image_processor)
+        self.tokenizer = build_from_cfg(tokenizer)
+        self.image_processor = build_from_cfg(image_processor)
         self.template = template
         self.num_queries = num_queries
         self.max_length = max_length
@@ -212,17 +217,29 @@ class VideoCCAMDataset(Dataset):
         self.samples: list[Sample] = []
         self.tokens: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []  # construction-time skips
-        for index, record in enumerate(tqdm(records, desc=f"checking {Path(data_path).name}", mininterval=2)):
+        self._index(records, check_files)
+
+    def _index(self, records: list[Any], check_files: bool) -> None:
+        """Parse, check and tokenise every record into :attr:`samples` / :attr:`tokens` (or :attr:`skipped`).
+
+        Raises:
+            RecordError: the first bad record, with ``on_error="raise"``.
+            ValueError: if no record is usable.
+        """
+        name = Path(self.source).name
+        for index, record in enumerate(tqdm(records, desc=f"checking {name}", mininterval=2)):
             try:
                 if isinstance(record, RecordError):  # a malformed JSONL line (on_error="skip")
                     raise record
                 sample = parse_record(record, index, self.source, self.data_root)
-                check_num_frames(sample, num_queries, self.source)
+                check_num_frames(sample, self.num_queries, self.source)
                 if check_files:
                     check_media_path(sample, self.source)
-                tokens = tokenize_sample(sample, self.tokenizer, template, max_length, num_queries, self.source)
+                tokens = tokenize_sample(
+                    sample, self.tokenizer, self.template, self.max_length, self.num_queries, self.source
+                )
             except RecordError as e:
-                if on_error == "raise":
+                if self.on_error == "raise":
                     raise
                 self.skipped.append(e.as_dict())
                 print_log(f"skipping {e}", "current", logging.WARNING)
@@ -231,17 +248,18 @@ class VideoCCAMDataset(Dataset):
             self.samples.append(sample)
             self.tokens.append(tokens)
         if not self.samples:
-            raise ValueError(f"{data_path}: no usable record ({len(self.skipped)} skipped)")
+            raise ValueError(f"{self.source}: no usable record ({len(self.skipped)} skipped)")
         if self.skipped:
             print_log(
-                f"{len(self.skipped)} of {len(records)} records of {data_path} skipped (on_error='skip'); "
+                f"{len(self.skipped)} of {len(records)} records of {self.source} skipped (on_error='skip'); "
                 "they will be listed in skipped_samples.json",
                 "current",
                 logging.WARNING,
             )
         truncated = sum(t["truncated"] for t in self.tokens)
         if truncated:
-            print_log(f"{truncated} samples of {data_path} were truncated to max_length={max_length}", "current")
+            print_log(f"{truncated} samples of {self.source} were truncated to max_length={self.max_length}",
+                      "current")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -308,57 +326,3 @@ class VideoCCAMDataset(Dataset):
             print_log(f"skipping {error}", "current", logging.WARNING)
             return {"skipped": error.as_dict()}
         return item
-
-
-def concat_frames(frames: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat`` of per-sample ``[t, 3, h, w]`` frames into ``[f, 3, h, w]``, keeping the memory layout.
-
-    Inside a DataLoader worker the result is allocated in shared memory, as torch's ``default_collate`` does,
-    so that handing the batch to the training process copies nothing (a float32 16-frame 384x384 clip is
-    28 MB; copying it into shared memory afterwards costs about as much as normalising it).
-    """
-    first = frames[0]
-    shape = (sum(f.shape[0] for f in frames), *first.shape[1:])
-    channels_last = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
-    memory_format = torch.channels_last if channels_last and not first.is_contiguous() else torch.contiguous_format
-    if torch.utils.data.get_worker_info() is None:
-        if len(frames) == 1:
-            return first
-        out = torch.empty(shape, dtype=first.dtype, memory_format=memory_format)
-    else:
-        strides = torch.empty(shape, device="meta", memory_format=memory_format).stride()
-        storage = torch.UntypedStorage._new_shared(math.prod(shape) * first.element_size())
-        out = first.new_empty(0).set_(storage, 0, shape, strides)
-    return torch.cat(frames, out=out)
-
-
-def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) -> dict[str, Any]:
-    """Pad token ids on the right, concatenate all frames and record frames per media item.
-
-    Returns:
-        ``{"data": {input_ids [b, l], attention_mask [b, l], labels [b, l], pixel_values [f, 3, h, w] or None,
-        num_frames list[int] (one per media item, in batch order), skipped list[dict]}, "data_samples": None}``.
-        Instances marked ``skipped`` by the dataset are dropped here and listed under ``skipped``.
-    """
-    kept = [x for x in instances if "skipped" not in x]
-    skipped = [x["skipped"] for x in instances if "skipped" in x]
-    data: dict[str, Any] = {"skipped": skipped}
-    if kept:
-        length = max(len(x["input_ids"]) for x in kept)
-        input_ids = torch.full((len(kept), length), pad_index, dtype=torch.long)
-        labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(kept), length), dtype=torch.long)
-        for row, x in enumerate(kept):
-            n = len(x["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(x["input_ids"])
-            labels[row, :n] = torch.as_tensor(x["labels"])
-            attention_mask[row, :n] = 1
-        frames = [x["pixel_values"] for x in kept if "pixel_values" in x]
-        data.update(
-            input_ids=input_ids,
-            labels=labels,
-            attention_mask=attention_mask,
-            pixel_values=concat_frames(frames) if frames else None,
-            num_frames=[f.shape[0] for f in frames],
-        )
-    return {"data": data, "data_samples": None}

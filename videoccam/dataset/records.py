@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from videoccam.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 from videoccam.dataset.video_io import IMAGE_EXTENSIONS
+from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS))
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import (
     Executor,
     ProcessPoolExecutor,
@@ -190,6 +191,117 @@ def _make_pool(pool: str, workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
+def _warn_fields_and_ids(result: RecordResult, record: Any, seen_ids: dict[Any, int]) -> None:
+    """Warnings that do not stop training: unknown fields, an id used twice."""
+    if isinstance(record, RecordError) or not isinstance(record, dict):
+        return
+    result.record_id = record.get("id")
+    unknown = sorted(set(record) - KNOWN_KEYS)
+    if unknown:
+        reason = f"fields {unknown} are ignored (known: {sorted(KNOWN_KEYS)})"
+        result.warnings.append({"category": "unknown_fields", "reason": reason})
+    rid = record.get("id")
+    if rid is not None and isinstance(rid, (str, int)):
+        if rid in seen_ids:
+            result.warnings.append(
+                {"category": "duplicate_id", "reason": f"id {rid!r} also used by record {seen_ids[rid]}"}
+            )
+        else:
+            seen_ids[rid] = result.index
+
+
+def _check_record(
+    result: RecordResult,
+    record: Any,
+    source: str,
+    root: Path,
+    num_queries: int | None,
+    max_length: int | None,
+    tokenize: Callable[[Sample], dict[str, Any]] | None,
+) -> Sample | None:
+    """Every check that needs no decoding, into ``result``; returns the sample when its media can be decoded."""
+    index = result.index
+    if isinstance(record, RecordError):
+        result.add_error(record)
+        return None
+    try:
+        sample = parse_record(record, index, source, root)
+    except RecordError as error:
+        result.add_error(error)
+        return None
+    result.kind = sample.kind
+    if num_queries is not None:
+        try:
+            check_num_frames(sample, num_queries, source)
+        except RecordError as error:
+            result.add_error(error)
+    media_ok = True
+    try:
+        check_media_path(sample, source)
+    except RecordError as error:
+        result.add_error(error)
+        media_ok = error.category == "subtitles_missing"  # the media itself may still be checked
+    if tokenize is not None:
+        try:
+            tokens = tokenize(sample)
+        except RecordError as error:
+            result.add_error(error)
+        else:
+            result.num_tokens, result.truncated = tokens["num_tokens"], tokens["truncated"]
+            if tokens["truncated"]:
+                result.warnings.append({
+                    "category": "truncated",
+                    "reason": f"over-long: {tokens['num_tokens']} LLM tokens > max_length={max_length}; "
+                    f"truncation keeps {tokens['kept_answer_tokens']} of {tokens['answer_tokens']} answer "
+                    "tokens",
+                })  # fmt: skip
+    return sample if media_ok else None
+
+
+def _decode_media(
+    results: list[RecordResult],
+    to_decode: dict[int, Sample],
+    source: str,
+    sampling: FrameSampling,
+    num_queries: int | None,
+    workers: int,
+    pool: str,
+    progress: bool,
+) -> None:
+    """Decode the media of ``to_decode`` (record index -> sample) and record frame counts or errors."""
+    # Decode each distinct (media, frame count) once: QA datasets often ask several questions per video.
+    jobs: dict[tuple[str, str, int | None], list[int]] = {}
+    for index, sample in to_decode.items():
+        jobs.setdefault((str(sample.media_path), sample.kind, sample.num_frames), []).append(index)
+    outcomes: dict[tuple[str, str, int | None], tuple[int | None, str]] = {}
+    bar = tqdm(total=len(jobs), desc="decoding media", disable=not progress or not jobs, mininterval=1)
+    if workers == 1 or len(jobs) <= 1:
+        for key in jobs:
+            outcomes[key] = _decode_task(Path(key[0]), key[1], key[2], sampling)
+            bar.update()
+    else:
+        with _make_pool(pool, min(workers, len(jobs))) as executor:
+            futures = {executor.submit(_decode_task, Path(key[0]), key[1], key[2], sampling): key for key in jobs}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                bar.update()
+    bar.close()
+    for key, indices in jobs.items():
+        frames, reason = outcomes[key]
+        for index in indices:
+            result, sample = results[index], to_decode[index]
+            if frames is None:
+                category = media_error_category(sample.media_path)
+                result.add_error(RecordError(source, index, result.record_id, reason, category))
+            elif num_queries is not None and frames > num_queries:
+                result.add_error(RecordError(
+                    source, index, result.record_id,
+                    f"{sample.media_path}: {frames} frames > num_queries={num_queries}", "too_many_frames",
+                ))  # fmt: skip
+            else:
+                result.num_frames = frames
+
+
 def validate_data(
     data_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
@@ -239,10 +351,12 @@ def validate_data(
     source = str(data_path)
     root = Path(root) if root is not None else Path(data_path).parent
     records = load_records(data_path, on_error="skip")
+    tokenize = None
     if length_check:
-        from videoccam.dataset.dataset import (
-            tokenize_sample,  # imports xtuner: only when needed
-        )
+        from videoccam.dataset.dataset import tokenize_sample  # imports xtuner: only when needed
+
+        def tokenize(sample: Sample) -> dict[str, Any]:
+            return tokenize_sample(sample, tokenizer, template, max_length, num_queries, source)
 
     results: list[RecordResult] = []
     to_decode: dict[int, Sample] = {}
@@ -250,90 +364,13 @@ def validate_data(
     for index, record in enumerate(tqdm(records, desc="checking records", disable=not progress, mininterval=1)):
         result = RecordResult(index=index)
         results.append(result)
-        if isinstance(record, RecordError):
-            result.add_error(record)
-            continue
-        if isinstance(record, dict):
-            result.record_id = record.get("id")
-            unknown = sorted(set(record) - KNOWN_KEYS)
-            if unknown:
-                reason = f"fields {unknown} are ignored (known: {sorted(KNOWN_KEYS)})"
-                result.warnings.append({"category": "unknown_fields", "reason": reason})
-            rid = record.get("id")
-            if rid is not None and isinstance(rid, (str, int)):
-                if rid in seen_ids:
-                    result.warnings.append(
-                        {"category": "duplicate_id", "reason": f"id {rid!r} also used by record {seen_ids[rid]}"}
-                    )
-                else:
-                    seen_ids[rid] = index
-        try:
-            sample = parse_record(record, index, source, root)
-        except RecordError as error:
-            result.add_error(error)
-            continue
-        result.kind = sample.kind
-        if num_queries is not None:
-            try:
-                check_num_frames(sample, num_queries, source)
-            except RecordError as error:
-                result.add_error(error)
-        media_ok = True
-        try:
-            check_media_path(sample, source)
-        except RecordError as error:
-            result.add_error(error)
-            media_ok = error.category == "subtitles_missing"  # the media itself may still be checked
-        if length_check:
-            try:
-                tokens = tokenize_sample(sample, tokenizer, template, max_length, num_queries, source)
-            except RecordError as error:
-                result.add_error(error)
-            else:
-                result.num_tokens, result.truncated = tokens["num_tokens"], tokens["truncated"]
-                if tokens["truncated"]:
-                    result.warnings.append({
-                        "category": "truncated",
-                        "reason": f"over-long: {tokens['num_tokens']} LLM tokens > max_length={max_length}; "
-                        f"truncation keeps {tokens['kept_answer_tokens']} of {tokens['answer_tokens']} answer "
-                        "tokens",
-                    })  # fmt: skip
-        if media_ok and sample.kind != "text" and decode:
+        _warn_fields_and_ids(result, record, seen_ids)
+        sample = _check_record(result, record, source, root, num_queries, max_length, tokenize)
+        if sample is not None and sample.kind != "text" and decode:
             to_decode[index] = sample
-        elif sample.kind == "image" and media_ok:
+        elif sample is not None and sample.kind == "image":
             result.num_frames = 1
-
-    # Decode each distinct (media, frame count) once: QA datasets often ask several questions per video.
-    jobs: dict[tuple[str, str, int | None], list[int]] = {}
-    for index, sample in to_decode.items():
-        jobs.setdefault((str(sample.media_path), sample.kind, sample.num_frames), []).append(index)
-    outcomes: dict[tuple[str, str, int | None], tuple[int | None, str]] = {}
-    bar = tqdm(total=len(jobs), desc="decoding media", disable=not progress or not jobs, mininterval=1)
-    if workers == 1 or len(jobs) <= 1:
-        for key in jobs:
-            outcomes[key] = _decode_task(Path(key[0]), key[1], key[2], sampling)
-            bar.update()
-    else:
-        with _make_pool(pool, min(workers, len(jobs))) as executor:
-            futures = {executor.submit(_decode_task, Path(key[0]), key[1], key[2], sampling): key for key in jobs}
-            for future in as_completed(futures):
-                outcomes[futures[future]] = future.result()
-                bar.update()
-    bar.close()
-    for key, indices in jobs.items():
-        frames, reason = outcomes[key]
-        for index in indices:
-            result, sample = results[index], to_decode[index]
-            if frames is None:
-                category = media_error_category(sample.media_path)
-                result.add_error(RecordError(source, index, result.record_id, reason, category))
-            elif num_queries is not None and frames > num_queries:
-                result.add_error(RecordError(
-                    source, index, result.record_id,
-                    f"{sample.media_path}: {frames} frames > num_queries={num_queries}", "too_many_frames",
-                ))  # fmt: skip
-            else:
-                result.num_frames = frames
+    _decode_media(results, to_decode, source, sampling, num_queries, workers, pool, progress)
 
     settings = {
         "sampling": sampling.sampling,

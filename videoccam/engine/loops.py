@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from mmengine.dist import all_reduce, get_world_size
 from torch import nn
-from xtuner.engine.runner import TrainLoop
+from mmengine.runner import IterBasedTrainLoop
 
-from videoccam.constants import IGNORE_INDEX
+from videoccam.model.hf.constants import IGNORE_INDEX
 
 __all__ = ["TokenMeanTrainLoop", "count_loss_tokens"]
 
@@ -91,19 +91,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-class TokenMeanTrainLoop(TrainLoop):
+class TokenMeanTrainLoop(IterBasedTrainLoop):
     """xtuner's ``TrainLoop`` (``max_iters`` or ``max_epochs``) with the step's loss a true per-token mean.
 
     Args:
         runner: the mmengine runner.
         dataloader: dataloader or its config.
         max_iters: training length in iterations (micro-batches); exclusive with ``max_epochs``.
-        max_epochs: training length in epochs.
+        max_epochs: training length in epochs (``max_epochs x len(dataloader)`` iterations, as xtuner's loop).
         **kwargs: passed to mmengine's ``IterBasedTrainLoop`` (``val_begin``, ``val_interval``, ...).
 
     Raises:
-        ValueError: at the first step, if the model does not take ``loss_divisor`` or the optimizer wrapper's
-            accumulation count cannot be read.
+        ValueError: if neither or both of ``max_iters`` and ``max_epochs`` are given; at the first step, if the
+            model does not take ``loss_divisor`` or the optimizer wrapper's accumulation count cannot be read.
     """
 
     def __init__(
@@ -114,7 +114,17 @@ class TokenMeanTrainLoop(TrainLoop):
         max_epochs: int | float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(runner, dataloader, max_iters=max_iters, max_epochs=max_epochs, **kwargs)
+        # the max_epochs conversion of xtuner 0.2.0's TrainLoop (xtuner/engine/runner/loops.py), written here
+        # because importing xtuner.engine imports xtuner.dataset, which needs torchvision or the CPU patches
+        if (max_iters is None) == (max_epochs is None):
+            raise ValueError(f"train_cfg needs exactly one of max_iters and max_epochs, got max_iters={max_iters!r}, "
+                             f"max_epochs={max_epochs!r}")  # fmt: skip
+        if max_epochs is not None:
+            if isinstance(dataloader, dict):
+                diff_rank_seed = runner._randomness_cfg.get("diff_rank_seed", False)
+                dataloader = runner.build_dataloader(dataloader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+            max_iters = int(max_epochs * len(dataloader))
+        super().__init__(runner, dataloader, max_iters=int(max_iters), **kwargs)
         self.dataloader_iterator = _LookaheadIterator(self.dataloader_iterator)
         self._step_end = -1  # first iteration after the current optimizer step
         self._loss_divisor = 1.0

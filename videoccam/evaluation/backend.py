@@ -206,23 +206,20 @@ class HFVideoCCAMBackend:
 
 
 def resolve_device_dtype(device: str | None, dtype: str | None) -> tuple[str, Any]:
-    """Pick the device (``cuda`` when available unless given) and the torch dtype (bf16 on GPU, fp32 on CPU).
+    """Pick the device (``cuda`` when available unless given) and the torch dtype (``auto``: bf16 on GPU, fp32 on
+    CPU), with the dtype names of :mod:`videoccam.cli`.
 
     Raises:
         ValueError: On an unknown dtype name.
     """
     import torch
 
-    if not device or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if not dtype or dtype == "auto":
+    from videoccam.cli import resolve_device, resolve_dtype
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if torch_dtype is None:
         torch_dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    elif dtype in names:
-        torch_dtype = names[dtype]
-    else:
-        raise ValueError(f"unknown dtype {dtype!r}; expected auto or one of {sorted(names)}")
     return device, torch_dtype
 
 
@@ -232,13 +229,12 @@ def load_backend(
     checkpoint: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    cfg_options: dict[str, Any] | None = None,
 ) -> HFVideoCCAMBackend:
-    """Load a Video-CCAM model as an evaluation backend.
+    """Load a Video-CCAM model as an evaluation backend, with :func:`videoccam.inference.load.load_model`.
 
-    Give either ``model_path`` (a converted single-folder Hugging Face model, loaded with
-    ``AutoModel.from_pretrained(path, trust_remote_code=True)`` plus ``AutoTokenizer`` and ``AutoImageProcessor``)
-    or ``config`` and ``checkpoint`` (a training config and its checkpoint, converted in memory); both through
-    :func:`videoccam.inference.load_model`.
+    Give either ``model_path`` (a converted single-folder Hugging Face model) or ``config`` and ``checkpoint`` (a
+    training config and its checkpoint, converted in memory).
 
     Args:
         model_path: Converted model folder.
@@ -246,6 +242,7 @@ def load_backend(
         checkpoint: Training checkpoint (file or folder).
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
         dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
+        cfg_options: Overrides of ``config``.
 
     Returns:
         The backend, with the model in eval mode on ``device``.
@@ -254,21 +251,12 @@ def load_backend(
         ValueError: If neither or both ways are given, or only one of config / checkpoint.
         FileNotFoundError: If a given path does not exist.
     """
-    if model_path and (config or checkpoint):
-        raise ValueError("give either a model folder or a config + checkpoint, not both")
-    if not model_path and not (config and checkpoint):
-        raise ValueError(
-            "no model: give a converted model folder (--model) or both a config and a checkpoint "
-            f"(--config/--checkpoint); got config={config!r}, checkpoint={checkpoint!r}"
-        )
-    for p in (model_path, config, checkpoint):
-        if p and not os.path.exists(p):
-            raise FileNotFoundError(f"model path {p!r} does not exist")
-    device, torch_dtype = resolve_device_dtype(device, dtype)
-    from videoccam.inference import load_model
+    from videoccam.inference.load import check_model_source, load_model
 
+    check_model_source(model_path, config, checkpoint)
+    device, torch_dtype = resolve_device_dtype(device, dtype)
     model, tokenizer, image_processor = load_model(
-        model_path=model_path, config=config, checkpoint=checkpoint, device=device, dtype=torch_dtype
+        model_path=model_path, config=config, checkpoint=checkpoint, device=device, dtype=torch_dtype,
+        cfg_options=cfg_options,
     )
-    model = model.eval()
-    return HFVideoCCAMBackend(model, tokenizer, image_processor)
+    return HFVideoCCAMBackend(model.eval(), tokenizer, image_processor)

@@ -26,19 +26,12 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from videoccam.evaluation.common import (
-    MediaRef,
-    Sample,
-    macro_average,
-    mc_question_block,
-    micro_average,
-    option_letter,
-    score_samples,
-    tallies_to_dict,
-    tally_by,
-    write_json,
-)
-from videoccam.evaluation.runner import Benchmark
+from videoccam.evaluation.benchmark import Benchmark
+from videoccam.evaluation.metrics import macro_average, micro_average, tallies_to_dict, tally_by
+from videoccam.evaluation.prompts import mc_question_block, option_letter
+from videoccam.evaluation.report import write_json
+from videoccam.evaluation.samples import MediaRef, Sample
+from videoccam.evaluation.scoring import score_samples
 
 # Task name -> annotation file, in MLVU's numbering.
 MLVU_MC_TASKS: dict[str, str] = {

@@ -26,19 +26,11 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from videoccam.dataset import video_io
-from videoccam.evaluation.common import (
-    LoadedMedia,
-    MediaRef,
-    Sample,
-    macro_average,
-    mc_question_block,
-    micro_average,
-    option_letter,
-    score_samples,
-    tallies_to_dict,
-    tally_by,
-)
-from videoccam.evaluation.runner import Benchmark
+from videoccam.evaluation.benchmark import Benchmark
+from videoccam.evaluation.metrics import macro_average, micro_average, tallies_to_dict, tally_by
+from videoccam.evaluation.prompts import mc_question_block, option_letter
+from videoccam.evaluation.samples import LoadedMedia, MediaRef, Sample
+from videoccam.evaluation.scoring import score_samples
 
 
 @dataclass(frozen=True)

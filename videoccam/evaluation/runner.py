@@ -1,13 +1,13 @@
-"""The benchmark base class and the evaluation loop (frame-count sweep, feature reuse, batching, resuming).
+"""The evaluation loop: frame-count sweep, feature reuse, batching and resuming from saved predictions.
 
 Output layout under ``out_dir/<benchmark>/``:
 
 * ``predictions_f{N}.jsonl``: one record per answered question (``variant``, ``uid``, ``num_frames``, ``reply``,
-  ``pred``, ``correct``, ``prompt``); appended and flushed per answered batch, read back on the next run so that
-  questions already answered are skipped.
+  ``pred``, ``correct``, ``prompt``); appended and flushed per answered batch (:class:`~.store.PredictionStore`),
+  read back on the next run so that questions already answered are skipped.
 * ``results_f{N}.json`` (or ``results_f{N}_{variant}.json`` for benchmarks with variants, e.g. Video-MME
-  ``wo_sub`` / ``w_sub``): metrics of one frame count.
-* ``summary.json``: headline numbers of every frame count and variant evaluated so far.
+  ``wo_sub`` / ``w_sub``): metrics of one frame count; ``summary.json``: headline numbers of every frame count and
+  variant evaluated so far (:mod:`.report`).
 * ``run_info.json``: the model and data of the predictions, checked on resume so that answers of another model
   are never mixed in.
 """
@@ -17,140 +17,21 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from videoccam.dataset import video_io
 from videoccam.evaluation.backend import VideoQABackend
-from videoccam.evaluation.common import (
-    DEFAULT_VARIANT,
-    VIDEO_PLACEHOLDER,
-    LoadedMedia,
-    MediaRef,
-    PredictionStore,
-    Sample,
-    build_mc_prompt,
-    format_table,
-    score_reply,
-    write_json,
-)
+from videoccam.evaluation.benchmark import Benchmark
+from videoccam.evaluation.report import results_name, summary_table, write_json, write_summary
+from videoccam.evaluation.samples import MediaRef, Sample
+from videoccam.evaluation.scoring import score_reply
+from videoccam.evaluation.store import PredictionStore
+
+__all__ = ["evaluate"]
 
 logger = logging.getLogger(__name__)
-
-
-class Benchmark(ABC):
-    """One benchmark: reads its official layout, loads frames, builds prompts and computes metrics.
-
-    Subclasses set ``name`` (and ``variants`` / ``limit_group`` when needed) and implement ``load_samples``,
-    ``compute_metrics`` and ``headline``; ``load_media`` (uniform sampling by default) and ``build_prompt`` (the
-    multiple-choice protocol by default) can be overridden.
-
-    Args:
-        root: The benchmark's data folder.
-        tasks: Optional subset of task names (for benchmarks with tasks); None keeps all.
-
-    Raises:
-        FileNotFoundError: If ``root`` does not exist.
-    """
-
-    name: ClassVar[str] = ""
-    #: Prompt variants every question is asked in (Video-MME: without and with subtitles).
-    variants: ClassVar[tuple[str, ...]] = (DEFAULT_VARIANT,)
-    #: ``Sample.meta`` key that ``--limit`` applies per (e.g. "task": the first N questions of each task); None:
-    #: the first N questions overall.
-    limit_group: ClassVar[str | None] = None
-
-    def __init__(self, root: str | Path, tasks: Sequence[str] | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.name} data folder {str(self.root)!r} does not exist")
-        self.tasks = list(tasks) if tasks else None
-        #: Tasks of the benchmark whose annotation file is absent (filled by ``load_samples``; reported).
-        self.missing_tasks: list[str] = []
-        self._samples: list[Sample] | None = None
-
-    # -- to implement -----------------------------------------------------------------------------------------------
-
-    @abstractmethod
-    def load_samples(self) -> list[Sample]:
-        """Read all questions from the layout under ``root`` (restricted to ``tasks`` when given)."""
-
-
-    @abstractmethod
-    def compute_metrics(self, samples: Sequence[Sample], replies: dict[str, str]) -> dict[str, Any]:
-        """Metrics of one variant from ``uid -> reply`` (questions without a reply count as ``missing``)."""
-
-    @abstractmethod
-    def headline(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """The few numbers printed in the summary table (column name -> percent)."""
-
-    # -- overridable defaults ---------------------------------------------------------------------------------------
-
-    def load_media(self, media: MediaRef, num_frames: int) -> LoadedMedia:
-        """Decode ``num_frames`` frames of ``media``; default: the upstream ``uniform`` rule over the whole video
-        (segment midpoints, every frame of a shorter video), see ``video_io.sample_uniform_indices``.
-
-        Raises:
-            MediaLoadError: If the video cannot be read.
-        """
-        clip = video_io.load_video_clip(media.path, num_frames=num_frames, sampling="uniform", bound=media.bound)
-        return LoadedMedia(frames=clip.frames, indices=clip.indices, fps=clip.fps)
-
-    def build_prompt(self, sample: Sample, variant: str, media: LoadedMedia) -> str:
-        """User text of a question: the multiple-choice protocol, or ``<video>\\n{question}`` for generation."""
-        if sample.generation:
-            return f"{VIDEO_PLACEHOLDER}\n{sample.question}"
-        return build_mc_prompt(sample.question)
-
-    def breakdown(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """Per-task (or per-type) accuracies for the detailed table; empty if the benchmark has none."""
-        return {}
-
-    def write_extra(self, out_dir: Path, num_frames: int, variant: str, samples: Sequence[Sample],
-                    records: dict[str, dict[str, Any]]) -> dict[str, str]:
-        """Write benchmark-specific files (e.g. generation predictions); returns name -> path written."""
-        return {}
-
-    # -- shared -----------------------------------------------------------------------------------------------------
-
-    def samples(self) -> list[Sample]:
-        """All questions (cached), with unique uids checked.
-
-        Raises:
-            ValueError: On a duplicate uid or an empty benchmark.
-        """
-        if self._samples is None:
-            samples = self.load_samples()
-            seen: set[str] = set()
-            for s in samples:
-                if s.uid in seen:
-                    raise ValueError(f"{self.name}: duplicate question uid {s.uid!r} under {self.root}")
-                seen.add(s.uid)
-            if not samples:
-                raise ValueError(f"{self.name}: no questions found under {self.root} (tasks={self.tasks})")
-            self._samples = samples
-        return self._samples
-
-    def select(self, limit: int | None = None) -> list[Sample]:
-        """The questions to evaluate: all, or the first ``limit`` (per ``limit_group`` when set)."""
-        samples = self.samples()
-        if limit is None:
-            return samples
-        if limit <= 0:
-            raise ValueError(f"--limit must be positive, got {limit}")
-        if self.limit_group is None:
-            return samples[:limit]
-        counts: dict[Any, int] = {}
-        out = []
-        for s in samples:
-            g = s.meta.get(self.limit_group)
-            if counts.get(g, 0) < limit:
-                counts[g] = counts.get(g, 0) + 1
-                out.append(s)
-        return out
 
 
 @dataclass
@@ -159,12 +40,6 @@ class _Pending:
     variant: str
     prompt: str
     features: object
-
-
-def _results_name(num_frames: int, variant: str, variants: Sequence[str]) -> str:
-    if len(variants) == 1 and variant == DEFAULT_VARIANT:
-        return f"results_f{num_frames}.json"
-    return f"results_f{num_frames}_{variant}.json"
 
 
 def _check_run_info(bench_dir: Path, run_info: dict[str, Any] | None, overwrite: bool) -> None:
@@ -276,10 +151,10 @@ def evaluate(
                 "metrics": metrics,
                 "files": {"predictions": str(store.path), **extra},
             }
-            write_json(bench_dir / _results_name(nf, variant, benchmark.variants), result)
+            write_json(bench_dir / results_name(nf, variant, benchmark.variants), result)
             all_results[nf][variant] = result
 
-    _write_summary(bench_dir, all_results)
+    write_summary(bench_dir, all_results)
     if print_fn is not None:
         print_fn(summary_table(benchmark, all_results))
     return all_results
@@ -346,50 +221,3 @@ def _answer_missing(
             flush(budget)
     finally:
         bar.close()
-
-
-def _write_summary(bench_dir: Path, results: dict[int, dict[str, dict[str, Any]]]) -> None:
-    path = bench_dir / "summary.json"
-    summary: dict[str, Any] = {}
-    if path.exists():
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    for nf, by_variant in results.items():
-        for variant, r in by_variant.items():
-            summary.setdefault(str(nf), {})[variant] = {
-                "headline": r["headline"],
-                "unparseable": r["metrics"].get("overall", {}).get("unparseable"),
-                "num_questions": r["num_questions"],
-                "limit": r["limit"],
-            }
-    write_json(path, dict(sorted(summary.items(), key=lambda kv: int(kv[0]))))
-
-
-def summary_table(benchmark: Benchmark, results: dict[int, dict[str, dict[str, Any]]]) -> str:
-    """Printable tables: headline numbers per frame count and variant, then the per-task breakdown."""
-    rows, header = [], ["frames"]
-    multi = len(benchmark.variants) > 1
-    if multi:
-        header.append("variant")
-    head_cols: list[str] = []
-    for by_variant in results.values():
-        for r in by_variant.values():
-            head_cols += [c for c in r["headline"] if c not in head_cols]
-    header += head_cols + ["unparseable", "questions"]
-    for nf, by_variant in results.items():
-        for variant, r in by_variant.items():
-            row: list[Any] = [nf] + ([variant] if multi else [])
-            row += [r["headline"].get(c) for c in head_cols]
-            row += [r["metrics"].get("overall", {}).get("unparseable"), r["num_questions"]]
-            rows.append(row)
-    text = f"== {benchmark.name} ==\n" + format_table(header, rows)
-
-    cols = [(nf, v) for nf, by_variant in results.items() for v in by_variant]
-    breakdowns = {c: benchmark.breakdown(results[c[0]][c[1]]["metrics"]) for c in cols}
-    keys: list[str] = []
-    for b in breakdowns.values():
-        keys += [k for k in b if k not in keys]
-    if keys:
-        b_header = ["task"] + [f"f{nf}" + (f" {v}" if multi else "") for nf, v in cols]
-        b_rows = [[k] + [breakdowns[c].get(k) for c in cols] for k in keys]
-        text += "\n\n" + format_table(b_header, b_rows)
-    return text

@@ -35,18 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from videoccam.evaluation.common import (
-    MC_INSTRUCTION,
-    VIDEO_PLACEHOLDER,
-    LoadedMedia,
-    MediaRef,
-    Sample,
-    micro_average,
-    score_samples,
-    tallies_to_dict,
-    tally_by,
-)
-from videoccam.evaluation.runner import Benchmark
+from videoccam.evaluation.benchmark import Benchmark
+from videoccam.evaluation.metrics import micro_average, tallies_to_dict, tally_by
+from videoccam.evaluation.prompts import MC_INSTRUCTION
+from videoccam.evaluation.samples import LoadedMedia, MediaRef, Sample
+from videoccam.evaluation.scoring import score_samples
+from videoccam.model.hf.constants import VIDEO_TOKEN
 
 DURATIONS = ("short", "medium", "long")
 SUBTITLE_HEADER = "This video's subtitles are listed below:"
@@ -240,7 +234,7 @@ class VideoMME(Benchmark):
 
     def build_prompt(self, sample: Sample, variant: str, media: LoadedMedia) -> str:
         """The upstream Video-CCAM Video-MME prompt (with subtitles for ``w_sub``)."""
-        parts = [VIDEO_PLACEHOLDER]
+        parts = [VIDEO_TOKEN]
         if variant == VARIANT_SUBS:
             lines = select_subtitles(self.subtitle_events(sample.meta["videoID"]), media.times)
             parts += [SUBTITLE_HEADER, "\n".join(lines)]

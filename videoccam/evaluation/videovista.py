@@ -25,18 +25,11 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Sequence
 
-from videoccam.evaluation.common import (
-    MediaRef,
-    Sample,
-    Tally,
-    format_options,
-    micro_average,
-    option_letter,
-    score_samples,
-    tallies_to_dict,
-    tally_by,
-)
-from videoccam.evaluation.runner import Benchmark
+from videoccam.evaluation.benchmark import Benchmark
+from videoccam.evaluation.metrics import Tally, micro_average, tallies_to_dict, tally_by
+from videoccam.evaluation.prompts import format_options, option_letter
+from videoccam.evaluation.samples import MediaRef, Sample
+from videoccam.evaluation.scoring import score_samples
 
 UNDERSTANDING_TYPES = (
     "Objects Existence", "Objects Count", "Action Count", "Detailed Description", "Brief Description",

@@ -1,23 +1,5 @@
-"""Video-CCAM models: the CCAM projector, the Hugging Face model, the xtuner training model and its export.
-
-Importing this package is light (no xtuner, no mmengine): import the submodules you need. The helpers below
-import theirs on first call.
+"""Video-CCAM models: ``hf/`` (the self-contained Hugging Face files copied beside exported weights: the CCAM
+projector, the config, the model and the shared token constants), ``videoccam_model.py`` (the xtuner/mmengine
+training model), ``from_hf.py`` (builders that start a fine-tuning from a converted folder) and
+``gpu_options.py`` (start-up checks of GPU-only settings). Importing this package imports nothing.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-
-def build_hf_from_checkpoint(config: Any, checkpoint: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
-    """``(model, tokenizer, image_processor)`` from a training config + checkpoint, converted in memory.
-
-    See :func:`videoccam.inference.build_hf_from_checkpoint` (keyword arguments ``device``, ``dtype``,
-    ``cfg_options``).
-    """
-    from videoccam.inference import build_hf_from_checkpoint as build
-
-    return build(config, checkpoint, **kwargs)
-
-
-__all__ = ["build_hf_from_checkpoint"]

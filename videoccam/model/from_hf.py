@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
-from .ccam_projector import CCAMProjector, CCAMProjectorConfig
-from .configuration_videoccam import VideoCCAMConfig
+from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
+from videoccam.model.hf.configuration_videoccam import VideoCCAMConfig
 
 __all__ = [
     "llm_from_videoccam",

@@ -7,8 +7,8 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
 * vision features are ``hidden_states[visual_select_layer]`` with **all** tokens (xtuner slices ``[:, 1:]``,
   which drops a real SigLIP patch), computed in chunks of ``vision_chunk_size`` frames;
 * a batch may mix videos of any frame count, images (1 frame) and text-only samples;
-* the media are spliced with :func:`modeling_videoccam.splice_media_embeds`, the same code the exported
-  Hugging Face model runs, so training and inference see identical LLM inputs;
+* the media are spliced with :func:`~videoccam.model.hf.modeling_videoccam.splice_media_embeds`, the same code the
+  exported Hugging Face model runs, so training and inference see identical LLM inputs;
 * in training mode the vision tower and projector run on every step even for a text-only batch (a dummy frame
   whose output is added with weight 0), so DDP and DeepSpeed ZeRO-3 ranks never disagree on which parameters
   took part;
@@ -33,22 +33,16 @@ import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
+from peft import get_peft_model, prepare_model_for_kbit_training
 from torch import nn
+from xtuner.model.modules import dispatch_modules
+from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
+from xtuner.registry import BUILDER
 
-from videoccam import xtuner_compat
-
-xtuner_compat.install()
-
-from peft import get_peft_model, prepare_model_for_kbit_training  # noqa: E402
-from xtuner.model.modules import dispatch_modules  # noqa: E402
-from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint  # noqa: E402
-from xtuner.registry import BUILDER  # noqa: E402
-
-from videoccam.constants import IGNORE_INDEX  # noqa: E402
-
-from .ccam_projector import CCAMProjector, CCAMProjectorConfig  # noqa: E402
-from .gpu_options import check_gpu_only_options  # noqa: E402
-from .modeling_videoccam import encode_frames, splice_media_embeds  # noqa: E402
+from videoccam.model.gpu_options import check_gpu_only_options
+from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
+from videoccam.model.hf.constants import IGNORE_INDEX
+from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
 
 
 def _build(cfg_or_module: Any) -> Any:
@@ -485,7 +479,8 @@ class VideoCCAMModel(BaseModel):
     ) -> None:
         """Called by ``xtuner convert pth_to_hf``. ``xtuner`` writes adapters + ``projector/``;
         ``huggingface`` writes the merged single-folder model (needs real, not meta, base weights)."""
-        from .export import save_hf_folder, save_xtuner_layout
+        from videoccam.export.hf_folder import save_hf_folder
+        from videoccam.export.xtuner_layout import save_xtuner_layout
 
         save_pretrained_kwargs = dict(save_pretrained_kwargs or {})
         if save_format == "xtuner":

@@ -1,0 +1,32 @@
+"""videoccam/inference/load.py: in-memory conversion equals the converted folder; how a model must be named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.export.helpers import STAGE2, conversation, inference_ids, media_inputs
+
+
+def test_in_memory_conversion_equals_folder(trained, loaded):
+    """load_model(config=, checkpoint=) converts without touching disk and gives the folder's model."""
+    from videoccam.inference.load import build_hf_from_checkpoint, load_model
+
+    model, tokenizer, image_processor = loaded
+    mem_model, mem_tokenizer, mem_processor = load_model(
+        config=str(STAGE2), checkpoint=str(trained.checkpoint), cfg_options=trained.options
+    )
+    assert type(mem_model).__name__ == "VideoCCAMForCausalLM"
+    assert mem_tokenizer.chat_template == tokenizer.chat_template
+    assert mem_model.generation_config.eos_token_id == model.generation_config.eos_token_id
+    items, pixel_values = media_inputs("video", image_processor, seed=5)
+    ids = inference_ids("video", tokenizer, model)
+    with torch.no_grad():
+        a = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, num_frames=[6]).logits
+        b = mem_model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, num_frames=[6]).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert mem_model.chat([conversation("video")], [items], mem_tokenizer, mem_processor, max_new_tokens=4) == \
+        model.chat([conversation("video")], [items], tokenizer, image_processor, max_new_tokens=4)
+    assert callable(build_hf_from_checkpoint)
+    with pytest.raises(ValueError, match="either model_path"):
+        load_model()

@@ -1,0 +1,170 @@
+"""videoccam/synthetic/shapes.py: schema, files decode, answers match pixels, determinism."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+
+from videoccam.dataset.video_io import get_video_info, load_image, load_video
+from videoccam.synthetic import shapes as synthetic
+
+SMALL = dict(num_videos=6, num_images=4, num_text=4, num_val_videos=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthetic.generate(tmp_path_factory.mktemp("synthetic"), **SMALL)
+
+
+def _records(data):
+    return {name: json.loads(getattr(data, f"{name}_json").read_text()) for name in ("train", "val", "captions")}
+
+
+def test_counts(data):
+    records = _records(data)
+    assert (data.num_train, data.num_val, data.num_captions) == (6 + 4 + 4, 2 * 4, 6 + 4)
+    assert {name: len(value) for name, value in records.items()} == {"train": 14, "val": 8, "captions": 10}
+    kinds = [("video" in r) + 2 * ("image" in r) for r in records["train"]]
+    assert (kinds.count(1), kinds.count(2), kinds.count(0)) == (6, 4, 4)
+
+
+def test_schema(data):
+    """design.md section 4: id, optional video XOR image, alternating human/gpt turns, media token first."""
+    for split, records in _records(data).items():
+        ids = [record["id"] for record in records]
+        assert len(set(ids)) == len(ids), f"duplicate ids in {split}"
+        for record in records:
+            assert set(record) <= {"id", "video", "image", "conversations"}, record
+            assert not ("video" in record and "image" in record)
+            turns = record["conversations"]
+            assert len(turns) >= 2 and len(turns) % 2 == 0
+            assert [turn["from"] for turn in turns] == ["human", "gpt"] * (len(turns) // 2)
+            assert all(set(turn) == {"from", "value"} and turn["value"].strip() for turn in turns)
+            token = "<video>" if "video" in record else "<image>" if "image" in record else None
+            text = "".join(turn["value"] for turn in turns)
+            if token is None:
+                assert "<video>" not in text and "<image>" not in text
+            else:
+                assert turns[0]["value"].startswith(token + "\n")
+                assert text.count("<video>") + text.count("<image>") == 1
+
+
+def test_multi_turn_and_question_types_present(data):
+    records = _records(data)
+    train = records["train"]
+    assert any(len(r["conversations"]) > 2 and "video" in r for r in train)
+    assert any(len(r["conversations"]) > 2 and "video" not in r and "image" not in r for r in train)
+    questions = {
+        turn["value"].removeprefix("<video>\n")
+        for record in train + records["val"]
+        for turn in record["conversations"]
+        if turn["from"] == "human"
+    }
+    assert {"Which shape appears first?", "What appears last?", "How many shapes appear?",
+            "Describe the video."} <= questions  # fmt: skip
+
+
+def test_every_referenced_file_decodes(data):
+    metadata = json.loads(data.metadata_json.read_text())
+    for records in _records(data).values():
+        for record in records:
+            if "video" in record:
+                path = data.root / record["video"]
+                assert get_video_info(path) == (32, 8.0)
+                frames = load_video(path, num_frames=16)
+                assert len(frames) == 16 and frames[0].size == (64, 64)
+            if "image" in record:
+                assert load_image(data.root / record["image"]).size == (64, 64)
+    assert len(metadata["videos"]) == 6 + 2 and len(metadata["images"]) == 4
+
+
+def _nearest_color(pixel) -> str:
+    palette = {**synthetic.COLORS, "background": synthetic.BACKGROUND}
+    return min(palette, key=lambda name: float(np.sum((np.asarray(pixel) - np.array(palette[name])) ** 2)))
+
+
+def test_answers_match_the_pixels(data):
+    """Val answers follow the metadata, and the metadata's shapes are where and when it says."""
+    metadata = {video["id"]: video for video in json.loads(data.metadata_json.read_text())["videos"]}
+    for record in _records(data)["val"]:
+        scene_id, question_type = record["id"].rsplit("_", 1)
+        events = metadata[scene_id]["events"]
+        names = [f"{event['color']} {event['shape']}" for event in events]
+        expected = {
+            "first": f"The {names[0]}.",
+            "last": f"The {names[-1]}.",
+            "count": f"{synthetic.NUMBER_WORDS[len(names)].capitalize()} shapes appear.",
+            "describe": f"A {names[0]} appears" + "".join(f", then a {name}" for name in names[1:]) + ".",
+        }
+        assert record["conversations"][1]["value"] == expected[question_type]
+    for video in metadata.values():
+        frames = load_video(data.root / video["video"], num_frames=video["num_frames"])
+        for event in video["events"]:
+            event = synthetic.ShapeEvent(**{k: tuple(v) if isinstance(v, list) else v for k, v in event.items()})
+            t = (event.start_frame + event.end_frame) // 2
+            x, y = (round(c) for c in event.center_at(t))
+            pixel = np.asarray(frames[t], dtype=np.float32)[y - 1 : y + 2, x - 1 : x + 2].mean(axis=(0, 1))
+            assert _nearest_color(pixel) == event.color, (video["id"], event, t)
+    for image in json.loads(data.metadata_json.read_text())["images"]:
+        x, y = (round(c) for c in image["center"])
+        pixel = np.asarray(load_image(data.root / image["image"]), dtype=np.float32)[y, x]
+        assert _nearest_color(pixel) == image["color"]
+
+
+def test_words_cover_the_generated_text(data):
+    """The tiny tokenizer is trained on tokenizer_corpus(): it must contain every word the data uses."""
+    words = set(synthetic.WORDS)
+    used = {
+        word
+        for records in _records(data).values()
+        for record in records
+        for turn in record["conversations"]
+        for word in re.findall(r"[A-Za-z]+", turn["value"].replace("<video>", "").replace("<image>", ""))
+    }
+    assert used <= words, sorted(used - words)
+
+
+def test_deterministic_and_seed_dependent(data, tmp_path):
+    again = synthetic.generate(tmp_path / "again", **SMALL)
+    comparison = filecmp.dircmp(data.root, again.root)
+    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    for sub in ("videos", "images"):
+        names = sorted(path.name for path in (data.root / sub).iterdir())
+        _, mismatch, errors = filecmp.cmpfiles(data.root / sub, again.root / sub, names, shallow=False)
+        assert not mismatch and not errors
+    other = synthetic.generate(tmp_path / "other", seed=1, **SMALL)
+    assert other.train_json.read_text() != data.train_json.read_text()
+
+
+def test_existing_dataset_is_kept_unless_forced(tmp_path):
+    first = synthetic.generate(tmp_path, num_videos=1, num_images=1, num_text=1, num_val_videos=1)
+    assert not first.skipped
+    stamp = first.train_json.stat().st_mtime_ns
+    second = synthetic.generate(tmp_path, num_videos=3)
+    assert second.skipped and second.num_train == first.num_train
+    assert first.train_json.stat().st_mtime_ns == stamp
+    third = synthetic.generate(tmp_path, num_videos=2, num_images=0, num_text=0, num_val_videos=0, force=True)
+    assert not third.skipped and third.num_train == 2
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["train_0000.mp4", "train_0001.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(size=63), "even"), (dict(frames=3), "frames"), (dict(num_videos=-1), "num_videos"),
+     (dict(encoder="x"), "encoder")],
+)  # fmt: skip
+def test_invalid_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        synthetic.generate(tmp_path, **kwargs)
+
+
+def test_defaults_are_fast(tmp_path):
+    start = time.perf_counter()
+    result = synthetic.generate(tmp_path)
+    assert time.perf_counter() - start < 10
+    assert (result.num_train, result.num_val, result.num_captions) == (48 + 16 + 8, 6 * 4, 48 + 16)

@@ -1,0 +1,142 @@
+"""videoccam/synthetic/tiny_models.py: everything loads back offline, runs, and tokenizes as the real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    SiglipImageProcessor,
+    SiglipVisionModel,
+)
+
+from tests.conftest import load_tool
+from videoccam.synthetic import shapes as synthetic
+from videoccam.synthetic import tiny_models as tiny
+
+# Tokens that must stay whole: the chat templates' markers and the media placeholders.
+SPECIAL_TOKENS = {
+    "qwen2": ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<image>", "<video>"],
+    "phi3": ["<s>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>", "<image>", "<video>"],
+}
+PROMPT = [{"role": "user", "content": "<video>\nWhich shape appears first?"}]
+EXPECTED_PROMPT = {
+    "qwen2": "<|im_start|>user\n<video>\nWhich shape appears first?<|im_end|>\n<|im_start|>assistant\n",
+    "phi3": "<|user|>\n<video>\nWhich shape appears first?<|end|>\n<|assistant|>\n",
+}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models) -> Path:
+    """tests/conftest.py's session fixture: ``tools/make_tiny_models.py --out <tmp>`` returned 0."""
+    return tiny_models
+
+
+def test_layout(models):
+    assert sorted(p.name for p in models.iterdir()) == ["phi3", "qwen2", "siglip"]
+    for name in ("qwen2", "phi3"):
+        files = {p.name for p in (models / name).iterdir()}
+        assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                "tokenizer_config.json"} <= files  # fmt: skip
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        p.name for p in (models / "siglip").iterdir()
+    }
+
+
+def test_siglip_loads_and_runs(models):
+    model = SiglipVisionModel.from_pretrained(models / "siglip")
+    processor = AutoImageProcessor.from_pretrained(models / "siglip")
+    assert isinstance(processor, SiglipImageProcessor)
+    assert SiglipImageProcessor.from_pretrained(models / "siglip").size == {"height": 64, "width": 64}
+    assert processor.image_mean == [0.5, 0.5, 0.5] and processor.image_std == [0.5, 0.5, 0.5]
+    pixels = processor(images=[Image.new("RGB", (100, 80), (255, 0, 0))] * 3, return_tensors="pt").pixel_values
+    assert pixels.shape == (3, 3, 64, 64)
+    with torch.no_grad():
+        hidden = model(pixels, output_hidden_states=True).hidden_states
+    assert len(hidden) == 3 and hidden[-2].shape == (3, 16, 32)  # 4 x 4 patches, no CLS token
+
+
+@pytest.mark.parametrize(
+    ("name", "tokenizer_class", "model_class"),
+    [("qwen2", "Qwen2TokenizerFast", "Qwen2ForCausalLM"), ("phi3", "LlamaTokenizerFast", "Phi3ForCausalLM")],
+)
+def test_llm_loads_and_runs(models, name, tokenizer_class, model_class):
+    tokenizer = AutoTokenizer.from_pretrained(models / name)
+    model = AutoModelForCausalLM.from_pretrained(models / name)
+    # xtuner's get_bos_eos_token_ids branches on the tokenizer class name.
+    assert type(tokenizer).__name__ == tokenizer_class and type(model).__name__ == model_class
+    assert model.config.vocab_size == len(tokenizer)
+    assert 500 <= len(tokenizer) <= 1000
+    config = model.config
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (
+        64, 2, 4, 2,
+    )  # fmt: skip
+    assert not config.tie_word_embeddings
+    ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tokenizer)) and torch.isfinite(logits).all()
+    out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] <= ids.shape[1] + 3
+
+
+def test_special_tokens_and_generation_config(models):
+    qwen = AutoTokenizer.from_pretrained(models / "qwen2")
+    assert (qwen.bos_token, qwen.eos_token, qwen.pad_token) == (None, "<|im_end|>", "<|endoftext|>")
+    phi = AutoTokenizer.from_pretrained(models / "phi3")
+    assert (phi.bos_token, phi.eos_token, phi.pad_token) == ("<s>", "<|end|>", "<|endoftext|>")
+    for name, tokenizer, stops in (("qwen2", qwen, ["<|im_end|>", "<|endoftext|>"]),
+                                   ("phi3", phi, ["<|end|>", "<|endoftext|>"])):  # fmt: skip
+        generation = GenerationConfig.from_pretrained(models / name)
+        assert generation.eos_token_id == tokenizer.convert_tokens_to_ids(stops)
+        assert generation.pad_token_id == tokenizer.pad_token_id
+        assert set(SPECIAL_TOKENS[name]) <= set(tokenizer.all_special_tokens)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "phi3"])
+def test_chat_template_tokens_are_single_tokens(models, name):
+    tokenizer = AutoTokenizer.from_pretrained(models / name)
+    text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
+    assert text == EXPECTED_PROMPT[name]
+    for token in SPECIAL_TOKENS[name]:
+        ids = tokenizer(f"a{token}b", add_special_tokens=False).input_ids
+        assert tokenizer.convert_tokens_to_ids(token) in ids and len(ids) == 3, (token, ids)
+        assert tokenizer.decode(ids) == f"a{token}b"
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert tokenizer.decode(ids) == text  # lossless round trip
+
+
+def test_bos_like_the_real_tokenizers(models):
+    phi = AutoTokenizer.from_pretrained(models / "phi3")
+    assert phi("The red square.").input_ids[0] == phi.bos_token_id
+    qwen = AutoTokenizer.from_pretrained(models / "qwen2")  # Qwen: no bos, nothing prepended
+    assert qwen("The red square.").input_ids == qwen("The red square.", add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize("name", ["qwen2", "phi3"])
+def test_tokenizer_is_compact_on_the_synthetic_vocabulary(models, name):
+    tokenizer = AutoTokenizer.from_pretrained(models / name)
+    for word in synthetic.WORDS:
+        assert len(tokenizer.tokenize(" " + word)) <= 2, word
+    sentence = "Which shape appears first? The red square. A green circle appears, then a blue triangle."
+    assert len(tokenizer.tokenize(sentence)) <= 20
+    # Text outside the training corpus still round-trips (byte-level BPE has no unknown token).
+    odd = "Zebra über 42 ✓ 日本"
+    assert tokenizer.decode(tokenizer(odd, add_special_tokens=False).input_ids) == odd
+
+
+def test_existing_models_are_kept_and_rebuilds_are_identical(models, tmp_path, capsys):
+    stamp = (models / "qwen2" / "model.safetensors").stat().st_mtime_ns
+    assert load_tool("make_tiny_models").main(["--out", str(models)]) == 0
+    assert "exists, kept" in capsys.readouterr().out
+    assert (models / "qwen2" / "model.safetensors").stat().st_mtime_ns == stamp
+    tiny.make_tiny_models(tmp_path, force=True, pretrain_steps=0)  # as the fixture
+    for name in ("siglip/model.safetensors", "qwen2/model.safetensors", "qwen2/tokenizer.json",
+                 "phi3/model.safetensors", "phi3/tokenizer.json"):  # fmt: skip
+        assert (tmp_path / name).read_bytes() == (models / name).read_bytes(), name

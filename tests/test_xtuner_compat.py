@@ -1,0 +1,135 @@
+"""videoccam/xtuner_compat.py: the CPU patches are applied by entry points only, never by importing the library.
+
+Each check runs in a fresh interpreter started with ``-S`` (no site-packages ``.pth`` files: neither the editable
+install's finder, which maps ``videoccam`` to another checkout, nor the ``videoccam_xtuner_compat.pth`` hook) and
+an explicit ``sys.path``: this checkout first, then the parent's entries that hold no ``videoccam`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT, isolated_env, isolated_python_path
+
+LIBRARY_MODULES = sorted(
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (ROOT / "videoccam").rglob("*.py")
+)
+
+# Global state the patches change (videoccam/xtuner_compat.py), read in the child.
+SNAPSHOT = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+
+    def snapshot():
+        return {
+            "torch.cuda.set_device": id(torch.cuda.set_device),
+            "torch.load": id(torch.load),
+            "torch.cpu.is_bf16_supported": hasattr(torch.cpu, "is_bf16_supported"),
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"),
+            "xtuner.dataset.internvl_dataset stub": "xtuner.dataset.internvl_dataset" in sys.modules,
+            "import hook": any(type(f).__name__ == "_XtunerImportHook" for f in sys.meta_path),
+        }
+    """
+)
+
+
+def _run_isolated(body: str, tmp_path) -> dict:
+    """Run ``body`` (after SNAPSHOT) in a fresh ``python -S`` with this checkout importable; returns its JSON."""
+    prelude = f"import sys\nsys.path[:0] = {[str(ROOT), *isolated_python_path()]!r}\n"
+    check = textwrap.dedent(
+        f"""
+        import videoccam
+        assert videoccam.__file__.startswith({str(ROOT / "videoccam")!r}), videoccam.__file__
+        """
+    )
+    env = isolated_env(tmp_path)
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # this test session installed the patches: start clean
+    result = subprocess.run([sys.executable, "-S", "-c", prelude + SNAPSHOT + check + textwrap.dedent(body)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_library_module_imports_without_changing_global_state(tmp_path):
+    """Import each module of videoccam/ in turn; torch, the environment and sys.modules stay as they were."""
+    assert "videoccam.model.videoccam_model" in LIBRARY_MODULES and "videoccam.dataset.dataset" in LIBRARY_MODULES
+    body = f"""
+    import importlib, json
+    before = snapshot()
+    assert not before["import hook"], "the .pth hook ran: the child is not isolated"
+    changed = {{}}
+    for name in {LIBRARY_MODULES!r}:
+        importlib.import_module(name)
+        now = snapshot()
+        diff = {{k: (before[k], v) for k, v in now.items() if v != before[k]}}
+        if diff:
+            changed[name] = {{k: [str(a), str(b)] for k, (a, b) in diff.items()}}
+            before = now
+    print(json.dumps(changed))
+    """
+    changed = _run_isolated(body, tmp_path)
+    assert changed == {}, f"importing these modules changed global state: {changed}"
+
+
+def test_install_applies_the_patches_once(tmp_path):
+    body = """
+    import json
+    from videoccam import xtuner_compat
+    before = snapshot()
+    xtuner_compat.install()
+    after = snapshot()
+    xtuner_compat.install()
+    print(json.dumps({"before": before, "after": after, "again": snapshot(), "cuda": torch.cuda.is_available()}))
+    """
+    out = _run_isolated(body, tmp_path)
+    before, after = out["before"], out["after"]
+    assert after["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1" and before["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
+    assert after["torch.cpu.is_bf16_supported"]
+    assert (after["torch.cuda.set_device"] != before["torch.cuda.set_device"]) == (not out["cuda"])
+    assert out["again"] == after  # idempotent
+
+
+def test_pth_hook_installs_on_the_first_import_of_xtuner(tmp_path):
+    """What the stock `xtuner` CLI's subprocesses get: nothing until xtuner is imported, then every patch."""
+    body = """
+    import json
+    from videoccam import xtuner_compat
+    xtuner_compat.register_import_hook()  # what the .pth line runs at start-up
+    registered = snapshot()
+    import xtuner
+    print(json.dumps({"registered": registered, "after": snapshot()}))
+    """
+    out = _run_isolated(body, tmp_path)
+    assert out["registered"]["import hook"] and out["registered"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
+    assert not out["after"]["import hook"]  # it steps aside after installing
+    assert out["after"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is not None,
+                    reason="the stub is only used where torchvision is missing")  # fmt: skip
+def test_make_xtuner_importable_only_stubs_the_torchvision_module(tmp_path):
+    body = """
+    import json
+    from videoccam.xtuner_compat import make_xtuner_importable
+    before = snapshot()
+    make_xtuner_importable()
+    import xtuner.dataset  # fails without the stub: xtuner.dataset imports torchvision for InternVL
+    from xtuner.dataset.internvl_dataset import InternVL_V1_5_Dataset
+    try:
+        InternVL_V1_5_Dataset()
+        message = None
+    except ImportError as error:
+        message = str(error)
+    print(json.dumps({"before": before, "after": snapshot(), "message": message}))
+    """
+    out = _run_isolated(body, tmp_path)
+    changed = {k for k in out["after"] if out["after"][k] != out["before"][k]}
+    assert changed == {"xtuner.dataset.internvl_dataset stub"}
+    assert "needs torchvision" in out["message"]
