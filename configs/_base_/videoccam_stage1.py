@@ -27,6 +27,9 @@ from videoccam.dataset.collate import videoccam_collate_fn
 from videoccam.dataset.dataset import VideoCCAMDataset
 from videoccam.engine.hooks import SkippedSamplesHook
 from videoccam.engine.loops import TokenMeanTrainLoop
+from videoccam.engine.sample_answers import SampleAnswersHook
+from videoccam.engine.throughput import ThroughputHook
+from videoccam.engine.visualizer import TrainingVisualizer
 from videoccam.model.videoccam_model import VideoCCAMModel
 
 #######################################################################
@@ -81,6 +84,18 @@ warmup_ratio = 0.03
 save_steps = 500
 save_total_limit = 2  # keep the last 2 checkpoints (-1: all)
 log_interval = 10
+
+# Watch the run (part 5). Curves: json scalars in <work_dir>/<timestamp>/vis_data/ (tools/plot_logs.py) and,
+# when the tensorboard package is installed, TensorBoard event files beside them (--cfg-options
+# visualizer.tensorboard=False turns them off). Throughput (samples/tokens/frames per second, data wait,
+# TFLOP/s per device) is logged with the loss. Sample answers: every sample_interval iterations and at the end
+# the model answers sample_questions (dict(video=PATH, question=TEXT) or dict(image=PATH, question=TEXT), paths
+# relative to data_root; [] = the first video and the first image record of the data); 0 = off, costs nothing.
+tensorboard = True
+sample_interval = 0
+sample_questions = []
+sample_num_frames = None  # frames per video (None: num_frames)
+sample_max_new_tokens = 64
 
 #######################################################################
 #            PART 2  Model & Tokenizer & Image Processor              #
@@ -198,7 +213,13 @@ train_cfg = dict(type=TokenMeanTrainLoop, max_epochs=max_epochs)
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-custom_hooks = [dict(type=SkippedSamplesHook)]
+custom_hooks = [
+    dict(type=SkippedSamplesHook),
+    dict(type=ThroughputHook),
+    # keep it last: configs change it as custom_hooks[-1] (e.g. configs/tiny/videoccam_tiny_qwen2_stage2.py)
+    dict(type=SampleAnswersHook, interval=sample_interval, samples=sample_questions, num_frames=sample_num_frames,
+         max_new_tokens=sample_max_new_tokens),
+]
 
 default_hooks = dict(
     timer=dict(type=IterTimerHook),
@@ -214,7 +235,7 @@ env_cfg = dict(
     dist_cfg=dict(backend="nccl"),
 )
 
-visualizer = None
+visualizer = dict(type=TrainingVisualizer, tensorboard=tensorboard)  # json scalars (+ TensorBoard if installed)
 log_level = "INFO"
 load_from = None
 resume = False

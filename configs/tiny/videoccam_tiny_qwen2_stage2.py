@@ -19,6 +19,8 @@ lr = 2e-4 * 10  # tiny random models learn slowly at the real recipe's 2e-4
 max_epochs = 6
 llm_lora_r, llm_lora_alpha = 16, 32
 visual_encoder_lora_r, visual_encoder_lora_alpha = 8, 16
+sample_interval = 36  # sample answers (the first video and image of the data) twice during training and at the end
+sample_max_new_tokens = 16
 
 #######################################################################
 #              PART 2-4  the values above, where they are read        #
@@ -30,3 +32,8 @@ train_dataloader.dataset.update(data_path=data_path, data_root=data_root)  # noq
 optim_wrapper.optimizer.lr = lr  # noqa: F405
 train_cfg.max_epochs = max_epochs  # noqa: F405
 param_scheduler[1].end = max_epochs  # noqa: F405
+
+#######################################################################
+#              PART 5  the values above, where they are read          #
+#######################################################################
+custom_hooks[-1].update(interval=sample_interval, max_new_tokens=sample_max_new_tokens)  # noqa: F405  (SampleAnswersHook)

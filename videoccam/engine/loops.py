@@ -38,7 +38,7 @@ from mmengine.runner import IterBasedTrainLoop
 
 from videoccam.model.hf.constants import IGNORE_INDEX
 
-__all__ = ["TokenMeanTrainLoop", "count_loss_tokens"]
+__all__ = ["TokenMeanTrainLoop", "count_loss_tokens", "unwrap_model"]
 
 
 def count_loss_tokens(data_batch: Mapping[str, Any]) -> int:
@@ -79,11 +79,15 @@ class _LookaheadIterator:
         return list(self._buffer)[:n]
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DeepSpeed wrappers (the first one with ``supports_loss_divisor``, else the input)."""
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP / DeepSpeed wrappers (the first one with ``supports_loss_divisor``, else the input).
+
+    The attribute is looked up on the class: DeepSpeed's engine forwards unknown attributes to its module, so
+    ``hasattr(engine, ...)`` would stop at the engine.
+    """
     current: Any = model
     for _ in range(4):
-        if hasattr(current, "supports_loss_divisor"):
+        if getattr(type(current), "supports_loss_divisor", False):
             return current
         current = getattr(current, "module", None) or getattr(current, "model", None)
         if current is None:
@@ -145,7 +149,7 @@ class TokenMeanTrainLoop(IterBasedTrainLoop):
     def _start_step(self, first_batch: Any) -> None:
         """Read ahead the micro-batches of the step starting at ``first_batch`` and set the loss divisor."""
         if not self._checked_model:
-            model = _unwrap(self.runner.model)
+            model = unwrap_model(self.runner.model)
             if not getattr(model, "supports_loss_divisor", False):
                 raise ValueError(
                     f"TokenMeanTrainLoop needs a model whose loss takes data['loss_divisor']; "

@@ -467,6 +467,38 @@ class VideoCCAMModel(BaseModel):
             return self._llm_forward(data, with_labels=False)[0]
         raise ValueError(f"unknown mode {mode!r}; expected 'loss', 'tensor' or 'predict'")
 
+    @torch.no_grad()
+    def generate(self, data: Mapping[str, Any], **generate_kwargs: Any) -> torch.Tensor:
+        """Generate from the model as it trains (``videoccam.engine.sample_answers.SampleAnswersHook``).
+
+        The same media path and splice as training (so what is asked is what is trained), then the LLM's
+        ``generate`` on the spliced embeddings with a KV cache. Call it in eval mode. Under DeepSpeed ZeRO-3 every
+        rank must call it with the same inputs (every module call gathers weights): it then passes
+        ``synced_gpus=True`` so the ranks also take the same number of decoding steps.
+
+        Args:
+            data: ``input_ids`` [b, l] (left-padded prompts with placeholders), optional ``attention_mask``,
+                ``pixel_values`` [f, 3, h, w] and ``num_frames`` (one entry per placeholder).
+            **generate_kwargs: passed to the LLM's ``generate`` (``max_new_tokens``, ``eos_token_id``, ...).
+
+        Returns:
+            the new tokens only, [b, n].
+        """
+        media, _ = self._media_embeds(data)
+        spliced = splice_media_embeds(
+            self.llm.get_input_embeddings(),
+            data["input_ids"],
+            media,
+            attention_mask=data.get("attention_mask"),
+            padding_side="left",
+        )
+        generate_kwargs.setdefault("use_cache", True)  # the training config turns the cache off
+        if self._zero3_lockstep():
+            generate_kwargs["synced_gpus"] = True
+        return self.llm.generate(
+            inputs_embeds=spliced["inputs_embeds"], attention_mask=spliced["attention_mask"], **generate_kwargs
+        )
+
     # -- export -------------------------------------------------------------------------------------------
     def to_hf(
         self,
