@@ -33,6 +33,7 @@ CORE = [
     "pandas",
     "pyarrow",  # Video-MME parquet
     "tqdm",
+    "matplotlib",  # tools/plot_logs.py (mmengine needs it too)
 ]
 
 EXTRAS = {
@@ -44,6 +45,8 @@ EXTRAS = {
     # tested with gradio 5.50.0 (tools/web_demo.py, tests/tools/test_web_demo.py); gradio 6 needs
     # huggingface-hub>=1, which transformers 4.48 rejects, and changes the Chatbot / launch() API
     "demo": ["gradio>=5.50,<6"],
+    # TensorBoard event files of training runs (videoccam.engine.visualizer); without it runs log json scalars only
+    "tensorboard": ["tensorboard"],
     "test": ["pytest", "imageio-ffmpeg", "selenium"],
 }
 
@@ -57,5 +60,9 @@ setup(
     python_requires=">=3.10",
     install_requires=CORE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["videoccam-xtuner-compat=videoccam.xtuner_compat:main"]},
+    entry_points={
+        "console_scripts": ["videoccam-xtuner-compat=videoccam.xtuner_compat:main"],
+        # `lmms-eval --model videoccam` (videoccam/evaluation/lmms_eval_model.py) where lmms-eval is installed
+        "lmms_eval.models": ["videoccam = videoccam.evaluation.lmms_eval_model:lmms_eval_manifest"],
+    },
 )

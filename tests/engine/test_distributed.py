@@ -27,6 +27,12 @@ What runs on CPU (torch 2.13.0+cpu, deepspeed 0.19.6, gloo; timings in configs/d
   making the same module calls on every rank (``_zero3_lockstep``; without it the text-only rank hung against
   the rank with two vision chunks, or the ranks' backward passes exchanged mismatched buffers).
 * A single-process ``--resume`` from a run killed right after its checkpoint continues bit for bit.
+* Two "nodes" of one process each on 127.0.0.1 (gloo): DDP launched with torchrun's rendezvous (``--nnodes=2
+  --rdzv-backend=c10d --rdzv-endpoint``), DeepSpeed ZeRO-2 with the stock ``xtuner train`` and its ``NNODES`` /
+  ``NODE_RANK`` / ``NPROC_PER_NODE`` / ``ADDR`` / ``PORT`` variables (torchrun's static ``--master_addr``): both
+  give the single process's losses. The multi-node launch is configs/README.md's "Multi-node".
+* SampleAnswersHook (on in the tiny stage-2 config, answering at the end of these short runs): rank 0 prints
+  the answers once, ZeRO-3's ranks all run the generation (no hang), and every engine gives the same answers.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -184,6 +191,49 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[int, str, float]:
     return proc.returncode, output, time.monotonic() - start
 
 
+def _run_nodes(cmds: list[tuple[list[str], dict[str, str]]]) -> tuple[int, str, float]:
+    """Run one command per "node" at once; returns (the worst exit code, both outputs, seconds)."""
+    start = time.monotonic()
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for cmd, env in cmds]  # fmt: skip
+    outputs = []
+    deadline = start + RUN_TIMEOUT
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            _kill_tree(proc.pid)
+        tails = "\n".join(p.communicate()[0][-3000:] for p in procs)
+        pytest.fail(f"the two nodes did not finish in {RUN_TIMEOUT} s (hung rendezvous or collective?)\n{tails}")
+    output = "".join(f"----- node {i} -----\n{out}" for i, out in enumerate(outputs))
+    return max(abs(p.returncode) for p in procs), output, time.monotonic() - start
+
+
+def _train_two_nodes(work_dir: Path, opts: list[str], deepspeed: str | None = None) -> Run:
+    """Two single-process "nodes" on 127.0.0.1 sharing ``work_dir`` (as nodes share a file system).
+
+    DDP: ``torchrun --nnodes=2 --nproc_per_node=1`` with c10d rendezvous on each node. DeepSpeed: the stock
+    ``xtuner train`` with ``NNODES=2 NODE_RANK=<n> NPROC_PER_NODE=1 ADDR=127.0.0.1 PORT=<p>`` (it runs torchrun
+    with a static ``--master_addr``); its exit status is always 0, so only the artefacts count.
+    """
+    port = _free_port()
+    cmds = []
+    for node in (0, 1):
+        args = [CONFIG, "--work-dir", str(work_dir)]
+        if deepspeed:
+            env = _env({"NNODES": "2", "NODE_RANK": str(node), "NPROC_PER_NODE": "1", "ADDR": "127.0.0.1",
+                        "PORT": str(port)})  # fmt: skip
+            cmd = [str(Path(sys.executable).parent / "xtuner"), "train", *args, "--deepspeed", deepspeed]
+        else:
+            env = _env()
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                   "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=videoccam-two-nodes",
+                   str(ROOT / "tools/train.py"), *args, "--launcher", "pytorch"]  # fmt: skip
+        cmds.append((cmd + ["--cfg-options", *opts], env))
+    return Run(work_dir, *_run_nodes(cmds))
+
+
 def _train(work_dir: Path, opts: list[str], nproc: int = 1, deepspeed: str | None = None,
            resume: Path | None = None, env: dict[str, str] | None = None) -> Run:
     """Run tools/train.py (under torchrun when nproc > 1) in a subprocess."""
@@ -252,6 +302,16 @@ class Runs:
         # with activation checkpointing, as the real recipes: the recomputation must keep the ranks in step too
         return self._get("zero3", 2, deepspeed=ZERO3, extra=("model.use_activation_checkpointing=True",))
 
+    def two_nodes(self, deepspeed: str | None = None) -> Run:
+        name = "two_nodes_" + ("zero2" if deepspeed else "ddp")
+        if name not in self._cache:
+            opts = self.opts + [f"train_dataloader.batch_size={GLOBAL_BATCH // 2}"]
+            run = _train_two_nodes(self.tmp / name, opts, deepspeed)
+            assert run.returncode == 0 and run.losses, f"{name}: exit {run.returncode}\n{run.tail(6000)}"
+            print(f"\n[{name}] {run.seconds:.1f} s")
+            self._cache[name] = run
+        return self._cache[name]
+
 
 @pytest.fixture(scope="module")
 def runs(tiny_models, synthetic_data, tmp_path_factory) -> Runs:
@@ -282,6 +342,16 @@ def _assert_same_training(got: dict[str, torch.Tensor], want: dict[str, torch.Te
     assert diff <= rtol * update, f"weights differ by {diff:.3g}, {diff / update:.2%} of the update norm {update:.3g}"
 
 
+def _answers(run: Run) -> list[str]:
+    """The sample answers the run printed (SampleAnswersHook, once per answering, by rank 0)."""
+    return re.findall(r"^\s+A: (.*)$", run.output, flags=re.MULTILINE)
+
+
+def _assert_answered_once(run: Run) -> None:
+    assert run.output.count(f"sample answers at iteration {ITERS}:") == 1, run.tail()
+    assert len(_answers(run)) == 2, run.tail()  # the first video and the first image of the data
+
+
 def _final_weights(run: Run) -> dict[str, torch.Tensor]:
     """The trainable weights after the last iteration, fp32 (DeepSpeed: the master weights of the shards)."""
     ckpt = run.checkpoint(ITERS)
@@ -300,6 +370,8 @@ def test_ddp_two_ranks_match_single_process_with_same_global_batch(runs):
     assert first["rank_frames"] == [0, 17] and single.records[0]["rank_frames"] == [17]
     assert first["rank_losses"][0] != pytest.approx(first["rank_losses"][1], rel=1e-3)
     _assert_losses_match(ddp, single, range(1, ITERS + 1))
+    _assert_answered_once(ddp)
+    assert _answers(ddp) == _answers(single)
     want = torch.load(single.checkpoint(ITERS), map_location="cpu", weights_only=False)["state_dict"]
     got = torch.load(ddp.checkpoint(ITERS), map_location="cpu", weights_only=False)["state_dict"]
     _assert_same_training(got, want, runs.init_weights)
@@ -358,6 +430,9 @@ def test_deepspeed_zero3_fp32_text_only_rank_does_not_hang_and_checkpoint_loads(
     # iteration 1: rank 0 had only text (one dummy vision call), rank 1 a video + an image (two calls)
     assert z3.records[0]["rank_frames"] == [0, 17]
     _assert_losses_match(z3, ddp, range(1, ITERS + 1))
+    # SampleAnswersHook: both ranks generated in step (synced decoding), rank 0 printed, same answers as DDP
+    _assert_answered_once(z3)
+    assert _answers(z3) == _answers(ddp)
     ckpt = z3.checkpoint(ITERS)
     assert sorted(p.name for p in ckpt.iterdir()) == [
         "zero_pp_rank_0_mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
@@ -378,3 +453,24 @@ def test_zero3_pretrained_pth_loads_into_partitioned_weights(tiny_models, tmp_pa
                                            str(tmp_path)], _env())
     assert code == 0, output[-4000:]
     assert output.count(" wrong []") == 2, output[-4000:]
+
+
+def test_two_nodes_ddp_on_localhost_match_single_process(runs):
+    """torchrun --nnodes=2 (c10d rendezvous on 127.0.0.1), one process per node: the single process's losses."""
+    nodes, single = runs.two_nodes(), runs.single()
+    assert sorted(nodes.losses) == list(range(1, ITERS + 1)), nodes.tail()
+    assert len(nodes.records[0]["rank_frames"]) == 2  # two ranks, one per node
+    _assert_losses_match(nodes, single, range(1, ITERS + 1))
+    _assert_answered_once(nodes)
+
+
+@needs_deepspeed
+def test_two_nodes_deepspeed_zero2_with_xtuner_env_match_single_process(runs):
+    """NNODES=2 NODE_RANK=0|1 ADDR PORT xtuner train --deepspeed ZeRO-2: the single process's losses."""
+    nodes, single = runs.two_nodes(deepspeed=ZERO2), runs.single()
+    assert sorted(nodes.losses) == list(range(1, ITERS + 1)), nodes.tail()
+    assert "--nnodes=2" in nodes.output or len(nodes.records[0]["rank_frames"]) == 2
+    _assert_losses_match(nodes, single, range(1, ITERS + 1))
+    ckpt = nodes.checkpoint(ITERS)
+    assert sorted(p.name for p in ckpt.glob("zero_pp_rank_*_optim_states.pt")) == [
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
