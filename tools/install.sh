@@ -2,7 +2,7 @@
 # Create .venv (if missing) and install videoccam for CPU work: torch 2.13.0, the package with its test
 # extra, xtuner 0.2.0 without its dependencies, and the .pth hook that lets the stock `xtuner` CLI run on a
 # CPU-only torch. Idempotent: a second run only checks. Extra arguments name extras, e.g.
-#   bash tools/install.sh deepspeed demo
+#   bash tools/install.sh deepspeed demo tensorboard
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -82,12 +82,13 @@ def plot(runs: list[tuple[str, list[dict]]], keys: list[str], out: Path, sequent
         ax.grid(alpha=0.3)
         if not ax.lines:
             ax.text(0.5, 0.5, f"'{key}' was not logged", transform=ax.transAxes, ha="center", va="center")
-        elif key == "grad_norm" and all(y > 0 for line in ax.lines for y in line.get_ydata()):
+            continue
+        if key == "grad_norm" and all(y > 0 for line in ax.lines for y in line.get_ydata()):
             ax.set_yscale("log")
-        for x in boundaries[:-1]:
-            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
-        if len(runs) > 1 and ax.lines:
+        if len(runs) > 1:
             ax.legend(fontsize=8)
+        for x in boundaries[:-1]:  # where the next run starts
+            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
     axes[-1, 0].set_xlabel("iteration" + (" (runs one after another)" if sequential and len(runs) > 1 else ""))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

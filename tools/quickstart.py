@@ -7,6 +7,7 @@ Steps (each skipped when its output exists, unless --force):
   3. `xtuner train` stage 1        projector only           (configs/tiny/videoccam_tiny_qwen2_stage1.py)
   4. `xtuner train` stage 2        projector + LoRA on LLM and SigLIP, from stage 1's checkpoint
   5. tools/convert_to_hf.py + tools/chat.py on the result, when those tools are present
+  6. tools/plot_logs.py: loss, learning-rate and grad-norm curves of both stages in WORK_DIR/curves.png
 
 The stock `xtuner` CLI exits 0 even when training fails, so after each stage this script checks that the
 checkpoint exists and that the logged loss went down, and exits non-zero (saying why) otherwise.
@@ -97,6 +98,15 @@ def run_stage(name: str, config: Path, work_dir: Path, extra: list[str], force: 
     return ckpt
 
 
+def plot_curves(work: Path) -> Path:
+    """Both stages' loss, lr and grad-norm curves, one after the other, in ``work/curves.png``."""
+    out = work / "curves.png"
+    subprocess.run([sys.executable, str(ROOT / "tools/plot_logs.py"), str(work / "stage1"), str(work / "stage2"),
+                    "--sequential", "--labels", "stage 1", "stage 2", "--out", str(out)],
+                   cwd=ROOT, env=_env(), check=True)  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="work_dirs/quickstart", help="where checkpoints and logs go")
@@ -125,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                             "--prompt", "Which shape appears first?", "--max-new-tokens", "24"],
                            cwd=ROOT, env=_env(), check=True)
     except (StageFailed, subprocess.CalledProcessError) as e:
+        print(f"QUICKSTART FAILED: {e}", file=sys.stderr)
+        return 1
+    try:
+        print(f"curves of both stages: {plot_curves(work)}")
+    except subprocess.CalledProcessError as e:
         print(f"QUICKSTART FAILED: {e}", file=sys.stderr)
         return 1
     print("quickstart OK: stage 1 and stage 2 trained, checkpoints written, losses fell")

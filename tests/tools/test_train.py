@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +45,27 @@ def test_stage1_then_stage2_two_iterations_each(tiny_models, synthetic_data, tmp
     # stage 2 started from stage 1's projector, then trained it further
     name = next(iter(state1))
     assert not torch.equal(state1[name], state2[name])
+    _check_watching(tmp_path / "s1", tmp_path / "s2")
+
+
+def _check_watching(stage1: Path, stage2: Path) -> None:
+    """What the recipes log to watch a run: curves (json, TensorBoard), throughput, sample answers (stage 2)."""
+    scalars = [json.loads(line) for line in next(stage1.glob("*/vis_data/scalars.json")).read_text().splitlines()]
+    assert [r["step"] for r in scalars] == [1, 2]
+    assert all(r["tflops_per_device"] > 0 and r["samples_per_s"] > 0 and 0 <= r["data_wait"] < 1 for r in scalars)
+    if importlib.util.find_spec("tensorboard") is not None:  # the tensorboard extra (CI installs it)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(next(stage1.glob("*/vis_data"))), size_guidance={"scalars": 0})
+        events.Reload()
+        assert [(e.step, round(e.value, 5)) for e in events.Scalars("loss")] == [
+            (r["step"], round(r["loss"], 5)) for r in scalars]
+    # stage 2 (configs/tiny: SampleAnswersHook on) answered the first video / image of its 4 records at the end
+    texts = [json.loads(line) for line in next(stage2.glob("*/vis_data/texts.jsonl")).read_text().splitlines()]
+    assert texts and [(t["tag"], t["step"]) for t in texts] == [(f"sample_answers/{i}", 2) for i in range(len(texts))]
+    out = stage1.parent / "curves.png"
+    assert load_tool("plot_logs").main([str(stage1), str(stage2), "--sequential", "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
 
 
 def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_models, synthetic_data, tmp_path):

@@ -109,12 +109,16 @@ class StepFlopCounter:
 
     Args:
         model: the (unwrapped) ``VideoCCAMModel``.
+        attention: count the attention products (QK^T, AV); False counts only products with weights (linear
+            layers, convolutions), e.g. to compare with ``torch.utils.flop_counter``, which does not see
+            ``scaled_dot_product_attention`` on CPU.
 
     Raises:
         ValueError: if the vision tower's or the LLM's layer stack cannot be found.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, attention: bool = True) -> None:
+        self.attention = attention
         vis_cfg = model.visual_encoder.config
         self.patches = (vis_cfg.image_size // vis_cfg.patch_size) ** 2  # p
         self.vision_width = vis_cfg.hidden_size  # c
@@ -153,7 +157,8 @@ class StepFlopCounter:
             mha = getattr(module, "attention", None)
             if isinstance(mha, nn.MultiheadAttention):
                 e, p = mha.embed_dim, self.patches
-                flops += 2 * e * e + 2 * p * 2 * e * e + 4 * p * e  # q in-proj (1 token), k/v (p tokens), QK^T, AV
+                flops += 2 * e * e + 2 * p * 2 * e * e  # in-projections: q (the probe), k and v (p tokens)
+                flops += 4 * p * e if self.attention else 0  # QK^T and AV
                 flops += 2 * _linear_sizes(module)[0]  # out_proj and MLP, on the probe token
         return flops
 
@@ -164,7 +169,7 @@ class StepFlopCounter:
             return 0.0
         p, c = self.patches, self.vision_width
         tokens = frames * p
-        attention = frames * 4 * p * p * c  # QK^T and AV over p x p pairs, width c
+        attention = frames * 4 * p * p * c if self.attention else 0  # QK^T and AV over p x p pairs, width c
         used, rest = self.vision_layers[: self.vision_used], self.vision_layers[self.vision_used :]
         forward, backward = _stack_flops(used, tokens, attention, self.vision_upstream)
         forward += _stack_flops(rest, tokens, attention, False)[0]
@@ -200,7 +205,7 @@ class StepFlopCounter:
             cross_pairs, self_pairs = self._pairs(int(frames))
             query_linear = 2 * n * ((4 * e * e if use_self else 0) + 2 * e * e + 3 * e * cfg.intermediate_size)
             kv_linear = 2 * frames * p * 2 * c * e  # cross-attention K and V of the frame features
-            attention = 4 * e * (self_pairs + cross_pairs * p)
+            attention = 4 * e * (self_pairs + cross_pairs * p) if self.attention else 0
             forward = cfg.depth * (query_linear + kv_linear + attention) + 2 * n * e * cfg.output_size
             backward = 0.0
             if self.projector_trains or self.vision_trains:
@@ -221,7 +226,7 @@ class StepFlopCounter:
         """
         tokens = float(sum(lengths))
         pairs = sum(l * (l + 1) / 2 for l in lengths)  # causal attention
-        attention = 4 * self.llm_attention_width * pairs
+        attention = 4 * self.llm_attention_width * pairs if self.attention else 0
         upstream = with_media and (self.projector_trains or self.vision_trains)
         forward, backward = _stack_flops(self.llm_layers, tokens, attention, upstream)
         head = 2 * answer_tokens * self.head_size

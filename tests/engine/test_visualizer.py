@@ -1,0 +1,57 @@
+"""videoccam/engine/visualizer.py: json scalars always, TensorBoard event files when installed, text logging."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from mmengine.visualization import LocalVisBackend, TensorboardVisBackend
+
+from videoccam.engine import visualizer as visualizer_module
+from videoccam.engine.visualizer import TEXT_FILE, TrainingVisualizer, add_text
+
+needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+                                       reason="tensorboard is not installed (bash tools/install.sh tensorboard)")
+
+
+def _backends(visualizer) -> list[type]:
+    return [type(b) for b in visualizer._vis_backends.values()]
+
+
+@needs_tensorboard
+def test_tensorboard_event_files_hold_the_scalars_and_texts(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vis = TrainingVisualizer(name="vis_tb", save_dir=str(tmp_path))
+    assert _backends(vis) == [LocalVisBackend, TensorboardVisBackend]
+    for step, loss in [(1, 2.0), (2, 1.5)]:
+        vis.add_scalars({"loss": loss, "lr": 1e-3}, step=step)
+    vis.add_text("sample_answers/0", "**Q**: what?\n\n**A**: that.", step=2)
+    event_dir = tmp_path / "vis_data"
+    assert list(event_dir.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(event_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.0), (2, 1.5)]
+    assert "sample_answers/0/text_summary" in events.Tags()["tensors"]
+    assert [json.loads(line)["step"] for line in (event_dir / "scalars.json").read_text().splitlines()] == [1, 2]
+    assert json.loads((event_dir / TEXT_FILE).read_text()) == {"tag": "sample_answers/0", "step": 2,
+                                                               "text": "**Q**: what?\n\n**A**: that."}
+
+
+def test_one_setting_turns_tensorboard_off(tmp_path):
+    vis = TrainingVisualizer(name="vis_off", tensorboard=False, save_dir=str(tmp_path))
+    assert _backends(vis) == [LocalVisBackend]
+    vis.add_scalars({"loss": 1.0}, step=1)
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_without_the_package_the_run_continues_with_json_and_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(visualizer_module, "tensorboard_available", lambda: False)
+    logged = []
+    monkeypatch.setattr(visualizer_module, "print_log", lambda msg, *args, **kwargs: logged.append(msg))
+    vis = TrainingVisualizer(name="vis_missing", save_dir=str(tmp_path))
+    assert _backends(vis) == [LocalVisBackend]
+    assert len(logged) == 1 and "pip install 'videoccam[tensorboard]'" in logged[0]
+    add_text(vis, "t", "hello", 3)  # a plain function works on any Visualizer
+    assert json.loads((tmp_path / "vis_data" / TEXT_FILE).read_text())["text"] == "hello"
