@@ -279,6 +279,21 @@ def test_recipe_hyper_parameters_and_part1_values(loaded, path):
     assert (quantization is not None) == (path == QLORA)
 
 
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=_rel)
+def test_every_config_is_watched_tensorboard_throughput_and_sample_answers(loaded, path):
+    """Curves (json + TensorBoard when installed), throughput on; sample answers off in the recipes, on in the
+    tiny stage 2 and the configs that read it (configs/README.md, "Watching a run")."""
+    cfg = loaded[path]
+    assert cfg.visualizer["type"].__name__ == "TrainingVisualizer" and cfg.visualizer.tensorboard is True
+    hooks = [h["type"].__name__ for h in cfg.custom_hooks]
+    assert hooks[:3] == ["SkippedSamplesHook", "ThroughputHook", "SampleAnswersHook"]
+    sample = cfg.custom_hooks[2]
+    assert sample.interval == cfg.sample_interval and sample.max_new_tokens == cfg.sample_max_new_tokens
+    assert sample.samples == cfg.sample_questions == [] and sample.num_frames is None
+    tiny_stage2 = "tiny" in path.parts and "stage1" not in path.name
+    assert cfg.sample_interval == (36 if tiny_stage2 else 0)
+
+
 def test_qlora_recipe_is_the_stage2_recipe_in_4_bit_on_one_gpu(loaded):
     cfg = loaded[QLORA]
     base = loaded[CONFIG_DIR / "phi3_mini_4k/videoccam_phi3_mini_4k_stage2.py"]

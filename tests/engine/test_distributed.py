@@ -31,8 +31,9 @@ What runs on CPU (torch 2.13.0+cpu, deepspeed 0.19.6, gloo; timings in configs/d
   --rdzv-backend=c10d --rdzv-endpoint``), DeepSpeed ZeRO-2 with the stock ``xtuner train`` and its ``NNODES`` /
   ``NODE_RANK`` / ``NPROC_PER_NODE`` / ``ADDR`` / ``PORT`` variables (torchrun's static ``--master_addr``): both
   give the single process's losses. The multi-node launch is configs/README.md's "Multi-node".
-* SampleAnswersHook (on in the tiny stage-2 config, answering at the end of these short runs): rank 0 prints
-  the answers once, ZeRO-3's ranks all run the generation (no hang), and every engine gives the same answers.
+* SampleAnswersHook (on in the tiny stage-2 config; here every 3 iterations: after iteration 3 and at the end):
+  rank 0 prints the answers once, ZeRO-3's ranks all run the generation (no hang, between steps and at the end),
+  the losses stay those of the single process, and every engine gives the same answers.
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ class Runs:
             f"default_hooks.checkpoint.interval={CKPT_EVERY}",
             "default_hooks.checkpoint.max_keep_ckpts=-1",
             "default_hooks.logger.interval=1",
+            f"custom_hooks.2.interval={CKPT_EVERY}",  # SampleAnswersHook: mid-training (after a step) and at the end
         ]
         self._cache: dict[str, Run] = {}
 
@@ -348,8 +350,10 @@ def _answers(run: Run) -> list[str]:
 
 
 def _assert_answered_once(run: Run) -> None:
-    assert run.output.count(f"sample answers at iteration {ITERS}:") == 1, run.tail()
-    assert len(_answers(run)) == 2, run.tail()  # the first video and the first image of the data
+    """Rank 0 printed the answers once at iteration 3 and once at 6, the last (not again at the end)."""
+    for it in (CKPT_EVERY, ITERS):
+        assert run.output.count(f"sample answers at iteration {it}:") == 1, run.tail()
+    assert len(_answers(run)) == 4, run.tail()  # the first video and the first image of the data, twice
 
 
 def _final_weights(run: Run) -> dict[str, torch.Tensor]:
