@@ -201,8 +201,15 @@ def task_dir(media, tmp_path_factory) -> Path:
     return folder
 
 
+DIST_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR",
+             "MASTER_PORT")  # fmt: skip
+
+
 def _lmms_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    """A single-process environment: earlier in-process trainings of this test session may have left
+    torch.distributed variables behind, with which lmms-eval's Accelerator would wait for other ranks."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", *DIST_VARS)
+           and not k.startswith(("TORCHELASTIC_", "ACCELERATE_", "SLURM_"))}  # fmt: skip
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp / "hf"),
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")  # fmt: skip
     return env

@@ -18,14 +18,20 @@ from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 STAGE1 = ROOT / "configs/tiny/videoccam_tiny_qwen2_stage1.py"
 
 
-def _model(config, tiny_models):
-    from mmengine.config import Config
-    from xtuner.registry import BUILDER
+_MODELS: dict = {}
 
-    cfg = Config.fromfile(str(config))
-    cfg.merge_from_dict(model_cfg_options(tiny_models))
-    torch.manual_seed(0)
-    return BUILDER.build(cfg.model).train()
+
+def _model(config, tiny_models):
+    """The tiny model of ``config`` in training mode, built once per test session."""
+    if config not in _MODELS:
+        from mmengine.config import Config
+        from xtuner.registry import BUILDER
+
+        cfg = Config.fromfile(str(config))
+        cfg.merge_from_dict(model_cfg_options(tiny_models))
+        torch.manual_seed(0)
+        _MODELS[config] = BUILDER.build(cfg.model).train()
+    return _MODELS[config]
 
 
 def _batch(frames: list[int], num_queries: int) -> tuple[dict, list[int]]:
