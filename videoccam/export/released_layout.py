@@ -156,6 +156,24 @@ def _save_folder(model: VideoCCAMModel, released: Path, save_dir: Path, fp32: bo
     return files
 
 
+def _released_path(cfg: Any) -> Path:
+    """The release a config fine-tunes: its ``released_path``, as the model builders got it."""
+    found = {str(cfg.get("released_path"))} if cfg.get("released_path") else set()
+    for part in ("llm", "visual_encoder", "projector"):
+        node = cfg.get("model", {}).get(part)
+        if isinstance(node, Mapping) and node.get("released_path"):
+            found.add(str(node["released_path"]))
+    if not found:
+        raise ValueError(
+            "the config has no released_path: the released layout is for models fine-tuned from a released "
+            "Video-CCAM model (configs/tiny/videoccam_tiny_qwen2_finetune_released.py, configs/released/)"
+        )
+    if len(found) > 1:
+        raise ValueError(f"the config names several releases ({sorted(found)}): released_path and "
+                         "model.llm / visual_encoder / projector.released_path must agree")  # fmt: skip
+    return Path(found.pop())
+
+
 def save_released_layout(
     model: VideoCCAMModel,
     cfg: Any,
@@ -167,7 +185,8 @@ def save_released_layout(
 
     Args:
         model: the fine-tuned training model (real weights).
-        cfg: its config; ``cfg.released_path`` names the release it started from.
+        cfg: its config; ``released_path`` (and the ``released_path`` of the model's builders, which must agree)
+            names the release it started from.
         save_dir: output folder.
         fp32: float32 weights instead of the release's dtypes.
         max_shard_size: largest weight file of a v1.2 folder.
@@ -178,13 +197,7 @@ def save_released_layout(
     Raises:
         ValueError: if the config has no ``released_path`` or the model's tensors do not carry the release's names.
     """
-    released = cfg.get("released_path") if hasattr(cfg, "get") else None
-    if not released:
-        raise ValueError(
-            "the config has no released_path: the released layout is for models fine-tuned from a released "
-            "Video-CCAM model (configs/tiny/videoccam_tiny_qwen2_finetune_released.py, configs/released/)"
-        )
-    released, save_dir = Path(released), Path(save_dir)
+    released, save_dir = _released_path(cfg), Path(save_dir)
     if released.resolve() == save_dir.resolve():
         raise ValueError(f"save_dir {save_dir} is the released folder itself; write the export elsewhere")
     if released_layout(released) == XTUNER_LAYOUT:

@@ -17,6 +17,7 @@ m media items (images or videos), q projector queries, p patches per frame, d_v 
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any, Sequence
 
@@ -161,6 +162,12 @@ def tokenize_with_media(
     return ids
 
 
+def cache_argument(llm: nn.Module) -> str:
+    """The name under which ``llm`` takes its KV cache: ``cache`` (transformers >= 5.24, where
+    ``past_key_values`` is deprecated) or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"
+
+
 def projector_classes(config: VideoCCAMConfig) -> tuple[type, type]:
     """(config class, model class) of the projector: the project's CCAM projector, or the projector's own code.
 
@@ -203,7 +210,7 @@ class VideoCCAMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn_2 = True
-    _skip_keys_device_placement = "past_key_values"
+    _skip_keys_device_placement = ["past_key_values", "cache"]
 
     def _init_weights(self, module: nn.Module) -> None:
         # Sub-models initialise themselves in their own constructors; loading overwrites everything.
@@ -357,11 +364,12 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
                 spliced["position_ids"],
                 spliced["labels"],
             )
+        if past_key_values is not None:
+            kwargs[cache_argument(self.llm)] = past_key_values
         return self.llm(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,
@@ -370,6 +378,9 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
         )
 
     def _with_generation_defaults(self, generate_kwargs: dict[str, Any]) -> dict[str, Any]:
+        # None means "not set": transformers 5 leaves GenerationConfig fields such as num_beams None, and upstream's
+        # web demo passes model.generation_config's values on to generate()
+        generate_kwargs = {key: value for key, value in generate_kwargs.items() if value is not None}
         gen_config = self.generation_config
         for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
             if key not in generate_kwargs and getattr(gen_config, key, None) is not None:
@@ -413,7 +424,8 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
             media_embeds: precomputed ``encode_media`` outputs instead of ``pixel_values``.
             past_key_values: a ``transformers`` cache (``DynamicCache``) for the list form: the conversation so far.
             **generate_kwargs: passed to the LLM's ``generate`` (``max_new_tokens``, ``do_sample``, ``num_beams``,
-                ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``streamer``, ...).
+                ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``streamer``, ...); those given as
+                None are left to the generation config.
 
         Raises:
             ValueError: for inputs that do not fit (counts of placeholders and media items, a cache with a batch
@@ -500,7 +512,8 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
         pad = pad if isinstance(pad, int) else 0
         continued = torch.cat([ids.new_full((1, cached), pad), ids[:, -1:]], dim=1)
         output = self.llm.generate(
-            input_ids=continued, attention_mask=torch.ones_like(continued), past_key_values=cache, **generate_kwargs
+            input_ids=continued, attention_mask=torch.ones_like(continued),
+            **{cache_argument(self.llm): cache}, **generate_kwargs,
         )
         new = output[0, cached + 1:]
         # ... and never feeds the token it generated last: add it, so the cache holds the whole reply
@@ -518,8 +531,8 @@ class VideoCCAMForCausalLM(VideoCCAMPreTrainedModel):
             inputs_embeds=embeds,
             attention_mask=torch.ones((1, past + embeds.shape[1]), dtype=torch.long, device=embeds.device),
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_argument(self.llm): cache},
         )
 
     @torch.no_grad()
