@@ -38,12 +38,14 @@ def load_tool(name: str):
 
 
 def isolated_python_path() -> list[str]:
-    """sys.path entries a child process may use: everything but the project (no `videoccam` package).
+    """sys.path entries a child process may use: everything but the project (no `videoccam` package) and this
+    process' remote-code module cache (a `transformers_modules` package there would shadow the child's own).
 
     Children started with ``python -S`` (no site-packages ``.pth`` files: neither the editable install's finder nor
     the xtuner hook) and this ``sys.path`` cannot import ``videoccam``.
     """
-    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
+    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))
+            and not os.path.isdir(os.path.join(p, "transformers_modules"))]  # fmt: skip
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:

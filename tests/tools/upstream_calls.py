@@ -1,8 +1,9 @@
-"""The model calls of upstream's Gradio demo, without Gradio: run as a script in a process without ``videoccam``.
+"""Upstream's calls of a Video-CCAM model, without Gradio or GPUs: run as a script in a process without ``videoccam``.
 
-    python upstream_web_demo_calls.py MODEL_DIR OUT_JSON
+    python upstream_calls.py OUT_JSON [--demo FOLDER ...] [--projector PROJECTOR_FOLDER ...]
 
-Adapted from QQ-MM/Video-CCAM ``web_demo.py`` (commit 5f36c04446c1ac24f8df9cd698c108f1e845f3ed): the loading
+``--demo``: the model calls of upstream's Gradio demo on a single-folder model (v1.2 format). Adapted from
+QQ-MM/Video-CCAM ``web_demo.py`` (commit 5f36c04446c1ac24f8df9cd698c108f1e845f3ed): the loading
 (``AutoTokenizer`` / ``AutoImageProcessor`` / ``AutoModel`` with ``trust_remote_code``; float32 on the CPU instead
 of its bfloat16 + ``device_map`` + flash-attention defaults), the generation defaults read from
 ``model.generation_config`` for its panel, and its ``chat()`` handler: every file's frames through the image
@@ -11,8 +12,13 @@ without a tag, ``tokenizer.apply_chat_template([user message], tokenize=True, ..
 input_ids=[ids], pixel_values=..., vision_split_sizes=..., past_key_values=..., ...)`` returning
 ``(output_ids, past_key_values)`` with the cache carried across turns. Files are lists of PIL frames made here
 (decord is not needed). The sequence: a video and a question, a follow-up without media, then one message with
-two videos. Then a few values to compare across transformers versions (:func:`consistency_checks`). Writes what it
-saw as JSON.
+two videos. Then a few values to compare across transformers versions (:func:`consistency_checks`).
+
+``--projector``: a ``projector/`` folder of xtuner's layout as upstream's v1.0 loader uses it (``model/videoccam.py``
+at tag v1.0): ``AutoModel.from_pretrained(folder, trust_remote_code=True)``, called ``projector(features,
+split_sizes)`` on fixed random features.
+
+Writes ``{"demo": {folder: ...}, "projector": {folder: ...}, "videoccam_imported": ...}`` as JSON.
 """
 
 import json
@@ -29,7 +35,7 @@ def frames(n, seed, size):
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-def main(model_path, out_path):
+def demo(model_path):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     image_processor = AutoImageProcessor.from_pretrained(model_path)
     videoccam = AutoModel.from_pretrained(model_path, trust_remote_code=True, torch_dtype=torch.float32)
@@ -82,10 +88,27 @@ def main(model_path, out_path):
             "cache_length": int(past_key_values.get_seq_length()),
         })
     checks = consistency_checks(videoccam, tokenizer, image_processor, video1, video2)
-    modules = sorted({m.split(".")[0] for m in sys.modules})
+    return {"turns": seen, "checks": checks, "model_module": type(videoccam).__module__}
+
+
+def projector(folder):
+    module = AutoModel.from_pretrained(folder, trust_remote_code=True, torch_dtype=torch.float32).eval()
+    width = json.load(open(folder + "/config.json"))["cross_hidden_size"]
+    features = torch.randn(5, 16, width, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = module(features, [3, 2])
+    return {"out": out.tolist(), "class": type(module).__name__, "module": type(module).__module__}
+
+
+def run(out_path, demo_folders=(), projector_folders=()):
+    result = {
+        "demo": {str(folder): demo(str(folder)) for folder in demo_folders},
+        "projector": {str(folder): projector(str(folder)) for folder in projector_folders},
+        "videoccam_imported": any(m.split(".")[0] == "videoccam" for m in sys.modules),
+    }
     with open(out_path, "w") as f:
-        json.dump({"turns": seen, "checks": checks, "videoccam_imported": "videoccam" in modules,
-                   "model_module": type(videoccam).__module__}, f)
+        json.dump(result, f)
+    return result
 
 
 def consistency_checks(videoccam, tokenizer, image_processor, video, image):
@@ -113,5 +136,17 @@ def consistency_checks(videoccam, tokenizer, image_processor, video, image):
             "uncached": [int(i) for i in uncached], "chat": chat}
 
 
+def _parse(argv):
+    out, demos, projectors, current = argv[0], [], [], None
+    for arg in argv[1:]:
+        if arg in ("--demo", "--projector"):
+            current = demos if arg == "--demo" else projectors
+        elif current is None:
+            raise SystemExit(__doc__)
+        else:
+            current.append(arg)
+    return out, demos, projectors
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    run(*_parse(sys.argv[1:]))
