@@ -10,7 +10,7 @@ pip serves, without this package) loads and chats with what tools/convert_to_hf.
   ``AutoModel.from_pretrained(..., trust_remote_code=True)`` and computes what it computes under 4.48 (1e-5).
 
 The venv is built once (``pip install --no-compile torch==2.13.0 <spec> pillow``, about 1-2 minutes; pip's cache
-and the machine's wheels are used) into work_dirs/venv-newest-transformers and reused while its spec is the same.
+and the machine's wheels are used) into work_dirs/venv-newest-transformers (another spec: its own folder) and reused.
 ``VIDEOCCAM_COMPAT_TRANSFORMERS`` sets the spec (default ``transformers``: the newest release; e.g.
 ``transformers<5`` for the newest 4.x); ``VIDEOCCAM_COMPAT_REBUILD=1`` rebuilds it. Needs pip to reach its index.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,8 @@ from tests.tools import upstream_calls
 from tests.tools.conftest import check_demo_turns, run_upstream_calls
 
 SPEC = os.environ.get("VIDEOCCAM_COMPAT_TRANSFORMERS", "transformers")
-VENV = ROOT / "work_dirs" / "venv-newest-transformers"
+VENV = ROOT / "work_dirs" / ("venv-newest-transformers" if SPEC == "transformers" else
+                             "venv-" + re.sub(r"[^A-Za-z0-9.]+", "-", SPEC).strip("-"))  # fmt: skip
 TORCH = "torch==2.13.0"
 
 def _venv_python() -> Path:
