@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,14 @@ def load_tool(name: str):
 
 
 def isolated_python_path() -> list[str]:
-    """sys.path entries a child process may use: everything but the project (no `videoccam` package).
+    """sys.path entries a child process may use: everything but the project (no `videoccam` package) and this
+    process' remote-code module cache (a `transformers_modules` package there would shadow the child's own).
 
     Children started with ``python -S`` (no site-packages ``.pth`` files: neither the editable install's finder nor
     the xtuner hook) and this ``sys.path`` cannot import ``videoccam``.
     """
-    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))]
+    return [p for p in sys.path if p and os.path.isdir(p) and not os.path.exists(os.path.join(p, "videoccam"))
+            and not os.path.isdir(os.path.join(p, "transformers_modules"))]  # fmt: skip
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:
@@ -124,3 +127,93 @@ def loaded(hf_dir):
 
     model = AutoModel.from_pretrained(hf_dir, trust_remote_code=True).eval()
     return model, AutoTokenizer.from_pretrained(hf_dir), AutoImageProcessor.from_pretrained(hf_dir)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Released Video-CCAM models: tiny replicas, and fine-tunings of them on data/example
+# ----------------------------------------------------------------------------------------------------------------
+RELEASED_CONFIGS = {
+    "v1_0": ROOT / "configs/tiny/videoccam_tiny_qwen2_finetune_released.py",
+    "v1_2": ROOT / "configs/tiny/videoccam_tiny_qwen2_finetune_released_v1_2.py",
+}
+
+
+@pytest.fixture(scope="session")
+def released_replicas(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """``{"base": tiny models, "v1_0": xtuner-layout replica, "v1_2": single-folder replica}`` (read-only)."""
+    out = tmp_path_factory.mktemp("released_replicas")
+    assert load_tool("make_released_replicas").main(["--out", str(out), "--base-models", str(tiny_models)]) == 0
+    return {"base": tiny_models, "v1_0": out / "v1_0", "v1_2": out / "v1_2"}
+
+
+@pytest.fixture(scope="session")
+def example_media(tmp_path_factory) -> Path:
+    """data/example with its media written (tools/make_example_data.py)."""
+    out = tmp_path_factory.mktemp("example_data")
+    assert load_tool("make_example_data").main(["--out", str(out)]) == 0
+    return out
+
+
+def released_options(replicas: dict[str, Path], version: str, data_dir: Path | None = None) -> dict[str, str]:
+    """--cfg-options pointing a configs/tiny released fine-tuning config at the fixture replicas (and data)."""
+    released = str(replicas[version])
+    if version == "v1_0":
+        llm, vision = str(replicas["base"] / "qwen2"), str(replicas["base"] / "siglip")
+        options = {
+            "model.llm.llm_name_or_path": llm,
+            "model.visual_encoder.visual_encoder_name_or_path": vision,
+        }
+    else:
+        llm = vision = released
+        options = {}
+    options.update({
+        "released_path": released,
+        "model.llm.released_path": released,
+        "model.visual_encoder.released_path": released,
+        "model.projector.released_path": released,
+        "tokenizer.pretrained_model_name_or_path": llm,
+        "image_processor.pretrained_model_name_or_path": vision,
+        "train_dataloader.dataset.tokenizer.pretrained_model_name_or_path": llm,
+        "train_dataloader.dataset.image_processor.pretrained_model_name_or_path": vision,
+    })  # fmt: skip
+    if data_dir is not None:
+        options["train_dataloader.dataset.data_path"] = str(data_dir / "train.jsonl")
+        options["train_dataloader.dataset.data_root"] = str(data_dir)
+    return options
+
+
+@dataclass
+class FineTuned:
+    version: str
+    config: Path
+    options: dict[str, str]  # --cfg-options of config (replicas and data)
+    work_dir: Path
+    checkpoint: Path
+    losses: list[float]
+
+
+def _finetune_released(version: str, replicas, data_dir: Path, work_dir: Path) -> FineTuned:
+    """20 iterations of the released fine-tuning config on data/example, through tools/train.py."""
+    import json
+
+    config = RELEASED_CONFIGS[version]
+    options = released_options(replicas, version, data_dir)
+    # 4 frames per video keep the 20 iterations short (decoding dominates on CPU)
+    argv = [str(config), "--work-dir", str(work_dir), "--cfg-options", *(f"{k}={v}" for k, v in options.items()),
+            "default_hooks.logger.interval=1", "train_dataloader.dataset.num_frames=4"]  # fmt: skip
+    assert load_tool("train").main(argv) == 0
+    checkpoint = Path((work_dir / "last_checkpoint").read_text().strip())
+    assert checkpoint.name == "iter_20.pth"
+    logs = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    losses = [json.loads(line)["loss"] for line in logs[-1].read_text().splitlines() if '"loss"' in line]
+    return FineTuned(version, config, options, work_dir, checkpoint, losses)
+
+
+@pytest.fixture(scope="session")
+def released_v10_finetuned(released_replicas, example_media, tmp_path_factory) -> FineTuned:
+    return _finetune_released("v1_0", released_replicas, example_media, tmp_path_factory.mktemp("ft_v1_0"))
+
+
+@pytest.fixture(scope="session")
+def released_v12_finetuned(released_replicas, example_media, tmp_path_factory) -> FineTuned:
+    return _finetune_released("v1_2", released_replicas, example_media, tmp_path_factory.mktemp("ft_v1_2"))

@@ -15,6 +15,11 @@ generation config. Load it with ``AutoModel.from_pretrained(OUT_DIR, trust_remot
 
 ``--save-format xtuner`` writes xtuner's layout (``llm_adapter/``, ``visual_encoder_adapter/``,
 ``projector/``), the same as ``xtuner convert pth_to_hf``; the LLM part is float16 unless ``--fp32``.
+
+``--save-format released`` (a model fine-tuned from a released Video-CCAM model: the config has
+``released_path``) writes the layout of that release: v1.0 / v1.1 adapters + ``projector/`` with its own code,
+or the v1.2 folder with its own code and tensor names, each tensor in its released dtype unless ``--fp32``
+(videoccam/export/released_layout.py). Upstream's loaders load it as they load the release.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("config", help="training config file")
     parser.add_argument("checkpoint", help="checkpoint: .pth file, DeepSpeed folder, or work dir")
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--save-format", choices=("huggingface", "xtuner"), default="huggingface")
+    parser.add_argument("--save-format", choices=("huggingface", "xtuner", "released"), default="huggingface")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp32", action="store_true", help="save float32 weights (= --dtype float32)")
     precision.add_argument("--dtype", choices=sorted(set(DTYPE_NAMES.values())), default=None, help="dtype of the saved weights")
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from videoccam.export.hf_folder import save_hf_folder
+    from videoccam.export.released_layout import save_released_layout
     from videoccam.export.xtuner_layout import save_xtuner_layout
     from videoccam.inference.load import load_trained_model
 
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             f"error: the xtuner layout saves the LLM part in float16 (default) or float32 (--fp32), not {args.dtype}",
             file=sys.stderr,
         )
+        return 1
+    if args.save_format == "released" and dtype not in (None, torch.float32):
+        print(f"error: the released layout keeps the release's dtypes (default) or float32 (--fp32), not {args.dtype}",
+              file=sys.stderr)  # fmt: skip
         return 1
     try:
         model, cfg = load_trained_model(args.config, args.checkpoint, parse_cfg_options(args.cfg_options))
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                     save_pretrained_kwargs={"max_shard_size": args.max_shard_size},
                     merge_inplace=True,
                 )
+            elif args.save_format == "released":
+                save_released_layout(model, cfg, out, fp32=dtype == torch.float32, max_shard_size=args.max_shard_size)
             else:
                 save_xtuner_layout(
                     model,

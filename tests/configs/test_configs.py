@@ -7,6 +7,8 @@
   rendered against the tiny tokenizer of the family; generation stops at the template's STOP_WORDS.
 * Training: each family's stage 1, then stage 2 from its checkpoint (and the QLoRA variant without its
   quantisation), 2 iterations on CPU through mmengine's Runner with the tiny models substituted for the hub ids.
+* Released models (configs/released/): each starts from its release with the base LLM and chat format of that
+  release, its part 1 reaches every key, and one config per layout trains with the tiny replicas substituted.
 * The QLoRA recipe on a machine without CUDA stops at start-up with a message that says what it needs.
 """
 
@@ -34,7 +36,8 @@ CONFIG_DIR = ROOT / "configs"
 ALL_CONFIGS = sorted(
     p for p in CONFIG_DIR.rglob("*.py") if "_base_" not in p.parts and p.name != "__init__.py"
 )
-RECIPES = [p for p in ALL_CONFIGS if "tiny" not in p.parts]
+RELEASED = [p for p in ALL_CONFIGS if p.relative_to(CONFIG_DIR).parts[0] == "released"]  # from a release
+RECIPES = [p for p in ALL_CONFIGS if p.relative_to(CONFIG_DIR).parts[0] not in ("tiny", "released")]
 QLORA = CONFIG_DIR / "phi3_mini_4k/videoccam_phi3_mini_4k_stage2_qlora_1x24gb.py"
 
 
@@ -430,3 +433,88 @@ def test_recipe_stage1_then_stage2_train_two_iterations_on_tiny_models(tiny_mode
         assert any("llm" in k and "lora_" in k for k in state2) and any("visual_encoder" in k and "lora_" in k
                                                                         for k in state2)
         assert all(k.startswith("projector.") or "lora_" in k for k in state2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning the released models (configs/released/)
+# ----------------------------------------------------------------------------------------------------------------
+# release -> (layout, its LLM); design.md section 1 and 8
+RELEASES = {
+    "videoccam_4b_finetune.py": ("Video-CCAM-4B", "v1.0", "microsoft/Phi-3-mini-4k-instruct"),
+    "videoccam_4b_v1_1_finetune.py": ("Video-CCAM-4B-v1_1", "v1.0", "microsoft/Phi-3-mini-4k-instruct"),
+    "videoccam_9b_finetune.py": ("Video-CCAM-9B", "v1.0", "01-ai/Yi-1.5-9B-Chat"),
+    "videoccam_9b_v1_1_finetune.py": ("Video-CCAM-9B-v1_1", "v1.0", "01-ai/Yi-1.5-9B-Chat"),
+    "videoccam_14b_finetune.py": ("Video-CCAM-14B", "v1.0", "microsoft/Phi-3-medium-4k-instruct"),
+    "videoccam_14b_v1_1_finetune.py": ("Video-CCAM-14B-v1_1", "v1.0", "microsoft/Phi-3-medium-4k-instruct"),
+    "videoccam_4b_v1_2_finetune.py": ("Video-CCAM-4B-v1_2", "v1.2", "microsoft/Phi-3.5-mini-instruct"),
+    "videoccam_7b_v1_2_finetune.py": ("Video-CCAM-7B-v1_2", "v1.2", "Qwen/Qwen2.5-7B-Instruct"),
+}
+
+
+def test_every_released_model_has_a_finetuning_config():
+    assert sorted(p.name for p in RELEASED) == sorted(RELEASES)
+
+
+@pytest.mark.parametrize("path", RELEASED, ids=_rel)
+def test_released_finetuning_configs_start_from_their_release(loaded, path):
+    from videoccam.model.released import (
+        released_folder_part,
+        released_llm,
+        released_projector,
+        released_visual_encoder,
+    )
+
+    cfg = loaded[path]
+    release, layout, llm = RELEASES[path.name]
+    model, dataset = cfg.model, cfg.train_dataloader.dataset
+    assert cfg.released_path == f"checkpoints/{release}" and "." not in release
+    parts = (model.llm, model.visual_encoder, model.projector)
+    assert all(part.released_path == cfg.released_path for part in parts)
+    assert dataset.data_path == cfg.data_path and dataset.data_root == cfg.data_root
+    assert dataset.num_queries == cfg.num_queries == 1024
+    assert dataset.template == cfg.prompt_template == FAMILIES[FAMILY_OF[llm]]["template"]
+    assert cfg.optim_wrapper.optimizer.lr == cfg.lr and cfg.train_cfg.max_epochs == cfg.max_epochs
+    assert cfg.param_scheduler[1].end == cfg.max_epochs
+    assert model.visual_select_layer == -2 and model.pretrained_pth is None
+    if layout == "v1.0":  # base models + the released adapters, which train further; no new adapters
+        assert (model.llm.type, model.visual_encoder.type, model.projector.type) == (
+            released_llm, released_visual_encoder, released_projector)
+        assert model.llm.llm_name_or_path == cfg.llm_name_or_path == llm
+        assert cfg.tokenizer.pretrained_model_name_or_path == dataset.tokenizer.pretrained_model_name_or_path == llm
+        assert model.visual_encoder.visual_encoder_name_or_path == cfg.visual_encoder_name_or_path == \
+            cfg.image_processor.pretrained_model_name_or_path == "google/siglip-so400m-patch14-384"
+        assert model.get("llm_lora") is None and model.get("visual_encoder_lora") is None
+    else:  # one folder: its parts by role, its tokenizer; new LoRA adapters as in stage 2
+        assert {part.type for part in parts} == {released_folder_part}
+        assert [part.role for part in parts] == ["llm", "visual_encoder", "projector"]
+        assert cfg.tokenizer.pretrained_model_name_or_path == dataset.tokenizer.pretrained_model_name_or_path == \
+            cfg.image_processor.pretrained_model_name_or_path == cfg.released_path
+        assert cfg.llm_name_or_path == llm  # the stage-2 recipe it reads is that of the release's LLM
+        assert model.llm_lora.r == 512 and model.visual_encoder_lora.r == 64
+
+
+@pytest.mark.parametrize("name", ["videoccam_4b_finetune.py", "videoccam_7b_v1_2_finetune.py"])
+def test_released_finetuning_config_trains_two_iterations_on_the_tiny_replicas(released_replicas, example_media,
+                                                                              tiny_models, tmp_path, name):  # fmt: skip
+    from tests.conftest import released_options
+
+    version = {"v1.0": "v1_0", "v1.2": "v1_2"}[RELEASES[name][1]]
+    options = tiny_options(tiny_models, example_media, "train.jsonl", "qwen2", tmp_path / "work")
+    for key in [k for k in options if k.startswith("model.llm.") or k.startswith("model.visual_encoder.")
+                or k.startswith("model.projector.") or "pretrained_model_name_or_path" in k]:  # fmt: skip
+        del options[key]  # the release's builders, not the stage recipe's
+    options.update(released_options(released_replicas, version, example_media))
+    options.update({
+        "model.llm.torch_dtype": "float32",
+        "model.visual_encoder.torch_dtype": "float32",
+        "model.use_activation_checkpointing": False,
+        "train_dataloader.dataset.num_queries": 16,
+        "train_dataloader.dataset.template": PROMPT_TEMPLATE.qwen_chat,  # the tiny LLM's format
+    })  # fmt: skip
+    if version == "v1_2":
+        options.update({"model.llm_lora.r": 4, "model.llm_lora.lora_alpha": 8, "model.visual_encoder_lora.r": 4})
+    checkpoint, loss = train_two_iterations(CONFIG_DIR / "released" / name, options)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert math.isfinite(loss)
+    assert any(k.startswith("projector.query") for k in state)  # the released projector's own names
+    assert all(k.startswith("projector.") or "lora_" in k for k in state)

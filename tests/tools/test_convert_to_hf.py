@@ -97,3 +97,14 @@ def test_errors(trained, tmp_path, capsys):
     assert _convert(trained, foreign, tmp_path / "out") == 1
     assert "no place in this model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_upstream_web_demo_calls_run_on_the_converted_folder_without_the_project(tiny_hf_videoccam, tiny_hf_demo):
+    """Upstream's web_demo.py call sequence (two turns through the cache, then one message with two videos) on a
+    folder written by tools/convert_to_hf.py, in a process where videoccam cannot be imported (tiny_hf_demo)."""
+    from tests.tools.conftest import check_demo_turns
+
+    result = tiny_hf_demo
+    config = json.loads((tiny_hf_videoccam / "config.json").read_text())
+    check_demo_turns(result, config["projector_config"]["num_queries"])
+    assert any(turn["output_ids"] for turn in result["turns"])

@@ -22,13 +22,14 @@ from tqdm import tqdm
 
 from videoccam.config import build_image_processor, build_tokenizer, template_from_cfg
 from videoccam.export.hf_model import build_hf_model, check_not_meta
+from videoccam.export.remote_code import copy_code
 from videoccam.export.tokenizer import prepare_tokenizer
 from videoccam.model.hf.modeling_videoccam import VideoCCAMForCausalLM
 
 if TYPE_CHECKING:  # annotations only (no import cycle with the training model)
     from videoccam.model.videoccam_model import VideoCCAMModel
 
-__all__ = ["save_hf_folder", "write_hf_folder"]
+__all__ = ["save_hf_folder", "write_hf_folder", "write_safetensors"]
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
@@ -64,6 +65,40 @@ def _deduplicated_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def write_safetensors(
+    state: Mapping[str, torch.Tensor], save_dir: str | os.PathLike, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
+) -> list[Path]:
+    """Write ``state`` as ``model.safetensors`` or, above ``max_shard_size``, shards + ``model.safetensors.index.json``.
+
+    Earlier weight files in ``save_dir`` are removed first (a smaller re-export must not leave old shards that
+    ``from_pretrained`` would read). Returns the files written.
+    """
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*save_dir.glob("model*.safetensors"), save_dir / "model.safetensors.index.json"]:
+        if stale.is_file():
+            stale.unlink()
+    split = split_torch_state_dict_into_shards(
+        dict(state), filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
+    )
+    written = []
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    with tqdm(total=total, desc=f"writing weights to {save_dir}", unit="B", unit_scale=True) as bar:
+        for filename, names in split.filename_to_tensors.items():
+            shard = {name: state[name].contiguous() for name in names}
+            save_file(shard, str(save_dir / filename), metadata={"format": "pt"})
+            written.append(save_dir / filename)
+            bar.update(sum(t.numel() * t.element_size() for t in shard.values()))
+    if split.is_sharded:
+        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
+        (save_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        written.append(save_dir / "model.safetensors.index.json")
+    return written
+
+
 def write_hf_folder(
     hf_model: VideoCCAMForCausalLM,
     tokenizer: Any,
@@ -83,29 +118,10 @@ def write_hf_folder(
     Returns:
         the files written.
     """
-    from huggingface_hub import split_torch_state_dict_into_shards
-    from safetensors.torch import save_file
     from transformers.dynamic_module_utils import custom_object_save
 
     save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*save_dir.glob("model*.safetensors"), save_dir / "model.safetensors.index.json"]:
-        if stale.is_file():
-            stale.unlink()  # a smaller re-export must not leave old shards that from_pretrained would read
-
-    state = _deduplicated_state_dict(hf_model)
-    split = split_torch_state_dict_into_shards(
-        state, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
-    )
-    total = sum(t.numel() * t.element_size() for t in state.values())
-    with tqdm(total=total, desc=f"writing weights to {save_dir}", unit="B", unit_scale=True) as bar:
-        for filename, names in split.filename_to_tensors.items():
-            shard = {name: state[name].contiguous() for name in names}
-            save_file(shard, str(save_dir / filename), metadata={"format": "pt"})
-            bar.update(sum(t.numel() * t.element_size() for t in shard.values()))
-    if split.is_sharded:
-        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
-        (save_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_safetensors(_deduplicated_state_dict(hf_model), save_dir, max_shard_size)
 
     config = hf_model.config
     model_module = type(hf_model).__module__.split(".")[-1]
@@ -117,6 +133,8 @@ def write_hf_folder(
         "AutoModelForCausalLM": model_class,
     }
     custom_object_save(hf_model, save_dir, config=None)  # copies modeling + its relative imports
+    if config.projector_auto_map:  # a projector with its own code (a released one): its files go along
+        copy_code(hf_model.projector, save_dir)
     config.save_pretrained(save_dir)
     hf_model.generation_config.save_pretrained(save_dir)
     tokenizer.save_pretrained(save_dir)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from videoccam.export.lora_merge import base_model, merged_state_dict
+from videoccam.export.remote_code import has_own_code, own_auto_map
 from videoccam.export.tokenizer import make_generation_config
 from videoccam.model.hf.configuration_videoccam import VideoCCAMConfig
 from videoccam.model.hf.constants import IMAGE_TOKEN_INDEX, MEDIA_TOKENS
@@ -102,14 +103,20 @@ def build_hf_model(
     if getattr(text_config, "quantization_config", None) is not None:
         del text_config.quantization_config  # the merged weights are dense
     vision_config = copy.deepcopy(vision.config)
+    # a projector with its own code (a released one) keeps it: the folder gets its files and loads it from there
+    own_code = has_own_code(model.projector)
+    image_token_id, video_token_id = tokenizer.convert_tokens_to_ids(list(MEDIA_TOKENS))
     config = VideoCCAMConfig(
         text_config=text_config,
         vision_config=vision_config,
         projector_config=copy.deepcopy(model.projector.config),
+        projector_auto_map=own_auto_map(model.projector) if own_code else None,
         visual_select_layer=model.visual_select_layer,
         vision_chunk_size=model.vision_chunk_size,
         image_token_index=IMAGE_TOKEN_INDEX,
         media_tokens=list(MEDIA_TOKENS),
+        image_token_id=image_token_id,
+        video_token_id=video_token_id,
         architectures=[VideoCCAMForCausalLM.__name__],
         torch_dtype=llm.dtype,
     )
@@ -128,7 +135,7 @@ def build_hf_model(
         state.update((f"{prefix}.{k}", v) for k, v in part.items())
 
     with init_empty_weights(include_buffers=False):
-        hf_model = VideoCCAMForCausalLM(config)
+        hf_model = VideoCCAMForCausalLM(config, projector_class=type(model.projector) if own_code else None)
     expected = set(hf_model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:

@@ -20,11 +20,12 @@ from torch import nn
 
 from videoccam.config import build_image_processor, build_tokenizer
 from videoccam.export.hf_model import loaded_dtype_state
+from videoccam.export.remote_code import copy_code, has_own_code, own_auto_map, write_auto_map
 
 if TYPE_CHECKING:  # annotations only (no import cycle with the training model)
     from videoccam.model.videoccam_model import VideoCCAMModel
 
-__all__ = ["save_xtuner_layout"]
+__all__ = ["save_projector", "save_xtuner_layout"]
 
 
 def _cast_trainable(module: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor] | None:
@@ -100,6 +101,19 @@ def save_xtuner_layout(
 
     path = save_dir / "projector"
     print_log(f"saving the projector to {path}", "current")
-    model.projector.save_pretrained(str(path), state_dict=_loaded_or_fp32(model, "projector", fp32), **kwargs)
+    save_projector(model.projector, path, _loaded_or_fp32(model, "projector", fp32), **kwargs)
     written.append(path)
     return written
+
+
+def save_projector(projector: nn.Module, path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor],
+                   **save_pretrained_kwargs: Any) -> Path:  # fmt: skip
+    """``projector.save_pretrained`` into ``path``, with the projector's own code when it has one (a released
+    projector: its files and an ``auto_map`` to them), so ``AutoModel.from_pretrained(path,
+    trust_remote_code=True)`` loads it where this package is not installed."""
+    path = Path(path)
+    projector.save_pretrained(str(path), state_dict=dict(state_dict), **save_pretrained_kwargs)
+    if has_own_code(projector):
+        copy_code(projector, path)
+        write_auto_map(path / "config.json", own_auto_map(projector))
+    return path

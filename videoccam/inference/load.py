@@ -180,6 +180,7 @@ def load_model(
     model = AutoModel.from_pretrained(
         str(model_path), trust_remote_code=True, torch_dtype=dtype or "auto", low_cpu_mem_usage=True
     )
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    # trust_remote_code: transformers 5 reads the folder's config (with its auto_map) for the tokenizer too
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=True)
     image_processor = AutoImageProcessor.from_pretrained(str(model_path))
     return _finish(model, device, None), tokenizer, image_processor

@@ -62,20 +62,40 @@ def _build(cfg_or_module: Any) -> Any:
     return cfg_or_module
 
 
+def _loaded_adapters(module: nn.Module, new_lora: Any, name: str) -> list[nn.Parameter]:
+    """The trainable tensors of the adapters ``module`` was loaded with (a ``peft.PeftModel``), else [].
+
+    Raises:
+        ValueError: if ``module`` carries adapters and new ones (``new_lora``) were asked for as well.
+    """
+    from peft import PeftModel
+
+    if not isinstance(module, PeftModel):
+        return []
+    if new_lora is not None:
+        raise ValueError(
+            f"model.{name} already carries PEFT adapters (e.g. a released Video-CCAM {name} adapter), which train "
+            f"further; set model.{name}_lora=None instead of adding new ones"
+        )
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 class VideoCCAMModel(BaseModel):
     """Trainable Video-CCAM for ``xtuner train``.
 
     Args:
         llm: causal LM module or builder dict (``dict(type=AutoModelForCausalLM.from_pretrained, ...)``).
         visual_encoder: vision tower module or builder dict (``SiglipVisionModel.from_pretrained``).
-        projector: a :class:`CCAMProjector`, a builder dict with ``type``, or a dict of
+        projector: a :class:`CCAMProjector` or another projector module called as ``projector(features,
+            split_sizes)`` (a released one, through its own code), a builder dict with ``type``, or a dict of
             :class:`CCAMProjectorConfig` fields; ``cross_hidden_size`` / ``output_size`` left out (or None) are
             taken from the vision tower / LLM widths.
         freeze_llm, freeze_visual_encoder: freeze the full weights (LoRA adapters still train).
         visual_select_layer: ``hidden_states`` index used as projector input.
         vision_chunk_size: frames per vision forward.
         llm_lora, visual_encoder_lora: ``peft.LoraConfig`` or builder dicts; ``target_modules=None`` means all
-            linear layers except the output head.
+            linear layers except the output head. A tower that comes wrapped in a ``peft.PeftModel`` (a released
+            model's adapters, :mod:`videoccam.model.released`) keeps training its own adapters; give no new ones.
         use_activation_checkpointing: gradient checkpointing in LLM, vision tower and projector.
         pretrained_pth: a checkpoint of an earlier stage (mmengine ``.pth`` file or DeepSpeed folder) whose
             trainable weights are loaded; every key in it must exist in this model.
@@ -106,23 +126,31 @@ class VideoCCAMModel(BaseModel):
             self.visual_encoder = _build(visual_encoder)
         self.llm.config.use_cache = False
         dispatch_modules(self.llm)
-        self.projector = self._build_projector(projector)
-        vision_dtype = self.visual_encoder.dtype  # as loaded, before any upcast
-
         self.freeze_llm = freeze_llm
         self.freeze_visual_encoder = freeze_visual_encoder
         self.visual_select_layer = visual_select_layer
         self.vision_chunk_size = vision_chunk_size
+        self.projector = self._build_projector(projector)
+        vision_dtype = self.visual_encoder.dtype  # as loaded, before any upcast
+
+        # towers that come with trained adapters (a released v1.0 model: videoccam.model.released) keep training
+        # those; PEFT decided which of their tensors train when it loaded them
+        llm_adapters = _loaded_adapters(self.llm, llm_lora, "llm")
+        vision_adapters = _loaded_adapters(self.visual_encoder, visual_encoder_lora, "visual_encoder")
         if freeze_llm:
             self.llm.requires_grad_(False)
         if freeze_visual_encoder:
             self.visual_encoder.requires_grad_(False)
+        for param in llm_adapters + vision_adapters:
+            param.requires_grad_(True)
+        if vision_adapters:
+            self._freeze_unused_vision_adapters()
 
-        self.use_llm_lora = llm_lora is not None
-        self.use_visual_encoder_lora = visual_encoder_lora is not None
-        if self.use_llm_lora:
+        self.use_llm_lora = llm_lora is not None or bool(llm_adapters)
+        self.use_visual_encoder_lora = visual_encoder_lora is not None or bool(vision_adapters)
+        if llm_lora is not None:
             self.llm = self._add_lora(self.llm, llm_lora, use_activation_checkpointing)
-        if self.use_visual_encoder_lora:
+        if visual_encoder_lora is not None:
             self.visual_encoder = self._add_lora(
                 self.visual_encoder, visual_encoder_lora, False, used_layers=self._used_vision_layers()
             )
@@ -156,12 +184,69 @@ class VideoCCAMModel(BaseModel):
             raise TypeError(f"projector must be a module, a builder dict or a dict of config fields, got {projector!r}")
         vision_width = self.visual_encoder.config.hidden_size
         llm_width = self.llm.config.hidden_size
-        if module.config.cross_hidden_size != vision_width or module.config.output_size != llm_width:
+        if not isinstance(module, CCAMProjector):
+            self._check_projector_call(module, llm_width)  # e.g. a released projector with its own config fields
+        elif module.config.cross_hidden_size != vision_width or module.config.output_size != llm_width:
             raise ValueError(
                 f"projector cross_hidden_size={module.config.cross_hidden_size} / output_size="
                 f"{module.config.output_size} do not match the vision width {vision_width} / LLM width {llm_width}"
             )
         return module  # its dtype is set by _keep_trainable_in_fp32
+
+    def _dummy_frame(self) -> torch.Tensor:
+        size = self.visual_encoder.config.image_size
+        weight = next(self.visual_encoder.parameters())
+        return torch.zeros(1, 3, size, size, dtype=weight.dtype, device=weight.device)
+
+    def _check_projector_call(self, projector: nn.Module, llm_width: int) -> None:
+        """A projector of another code base must map ``projector(features [f, p, d_v], [f])`` to ``[1, q, d_l]``.
+
+        That is how upstream Video-CCAM calls its projector (design.md section 8); one dummy frame checks it here,
+        before training, with a message that names the shapes. Skipped for weights partitioned by ZeRO-3.
+        """
+        if any(hasattr(p, "ds_id") or p.is_meta for p in [*self.visual_encoder.parameters(), *projector.parameters()]):
+            return
+        with torch.no_grad():
+            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
+            param = next(projector.parameters())
+            try:
+                out = projector(features.to(param.device, param.dtype), [1])
+            except Exception as e:  # noqa: BLE001 - any failure of foreign code: say how it was called
+                raise ValueError(
+                    f"the projector {type(projector).__name__} failed when called as projector(features, "
+                    f"split_sizes) with features of shape {tuple(features.shape)} and split_sizes [1] (how Video-CCAM "
+                    f"calls its projector): {type(e).__name__}: {e}"
+                ) from e
+        shape = tuple(out[0].shape) if isinstance(out, (list, tuple)) else tuple(out.shape)[1:]
+        if len(shape) != 2 or shape[-1] != llm_width:
+            raise ValueError(
+                f"the projector {type(projector).__name__} returned {shape} per item for one frame; expected "
+                f"[num_queries, {llm_width}] (the LLM width)"
+            )
+
+    def _freeze_unused_vision_adapters(self) -> None:
+        """Freeze loaded vision-tower adapters whose output never reaches ``hidden_states[visual_select_layer]``.
+
+        A released SigLIP adapter covers every layer (and the pooling head); the layers after the selected one
+        get no gradient, which DDP rejects as unused parameters. One dummy frame's backward finds them.
+        """
+        trainable = [p for p in self.visual_encoder.parameters() if p.requires_grad]
+        if not trainable or any(hasattr(p, "ds_id") or p.is_meta for p in trainable):
+            return
+        grads = [p.grad for p in trainable]
+        for p in trainable:
+            p.grad = None
+        with torch.enable_grad():
+            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
+            features.float().sum().backward()
+        unused = [p for p in trainable if p.grad is None]
+        for p, grad in zip(trainable, grads):
+            if p.grad is None:
+                p.requires_grad_(False)
+            p.grad = grad
+        if unused:
+            print_log(f"visual encoder: froze {len(unused)} loaded adapter tensors whose output does not reach "
+                      f"hidden_states[{self.visual_select_layer}]", "current")  # fmt: skip
 
     def _keep_trainable_in_fp32(self, projector_dtype: torch.dtype) -> dict[str, torch.dtype]:
         """Keep every trainable weight in float32 when its tower is bf16/fp16; returns {name: its storage dtype}.
@@ -276,18 +361,21 @@ class VideoCCAMModel(BaseModel):
         print_log(f"loaded {len(state_dict) + len(partitioned)} tensors from {path}", "current")
 
     # -- checkpointing / state ------------------------------------------------------------------------
+    def _checkpointable(self) -> list[nn.Module]:
+        # a released projector's own code may not support gradient checkpointing: it then runs without
+        return [m for m in (self.llm, self.visual_encoder, self.projector)
+                if getattr(m, "supports_gradient_checkpointing", True)]  # fmt: skip
+
     def activation_checkpointing_enable(self) -> None:
         kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
-        self.llm.gradient_checkpointing_enable(**kwargs)
-        self.visual_encoder.gradient_checkpointing_enable(**kwargs)
-        self.projector.gradient_checkpointing_enable(**kwargs)
+        for module in self._checkpointable():
+            module.gradient_checkpointing_enable(**kwargs)
 
     gradient_checkpointing_enable = activation_checkpointing_enable
 
     def activation_checkpointing_disable(self) -> None:
-        self.llm.gradient_checkpointing_disable()
-        self.visual_encoder.gradient_checkpointing_disable()
-        self.projector.gradient_checkpointing_disable()
+        for module in self._checkpointable():
+            module.gradient_checkpointing_disable()
 
     gradient_checkpointing_disable = activation_checkpointing_disable
 
@@ -347,7 +435,7 @@ class VideoCCAMModel(BaseModel):
             most = torch.tensor(calls, device=device)
             dist.all_reduce(most, op=dist.ReduceOp.MAX)
             padding_calls = int(most) - calls
-            if self.projector.config.frame_chunk_size is not None:
+            if getattr(self.projector.config, "frame_chunk_size", None) is not None:
                 # the chunked scan makes one K/V projection call per chunk of the longest video of the batch;
                 # a single chunk (num_queries >= frames of any video) makes that one call on every rank
                 projector_kwargs["frame_chunk_size"] = self.projector.config.num_queries
@@ -510,8 +598,10 @@ class VideoCCAMModel(BaseModel):
         **kwargs: Any,
     ) -> None:
         """Called by ``xtuner convert pth_to_hf``. ``xtuner`` writes adapters + ``projector/``;
-        ``huggingface`` writes the merged single-folder model (needs real, not meta, base weights)."""
+        ``huggingface`` writes the merged single-folder model (needs real, not meta, base weights); ``released``
+        writes the layout of the release a fine-tuning started from (``cfg.released_path``; real weights)."""
         from videoccam.export.hf_folder import save_hf_folder
+        from videoccam.export.released_layout import save_released_layout
         from videoccam.export.xtuner_layout import save_xtuner_layout
 
         save_pretrained_kwargs = dict(save_pretrained_kwargs or {})
@@ -519,5 +609,9 @@ class VideoCCAMModel(BaseModel):
             save_xtuner_layout(self, cfg, save_dir, fp32=fp32, save_pretrained_kwargs=save_pretrained_kwargs)
         elif save_format == "huggingface":
             save_hf_folder(self, cfg, save_dir, fp32=fp32, save_pretrained_kwargs=save_pretrained_kwargs)
+        elif save_format == "released":
+            save_released_layout(self, cfg, save_dir, fp32=fp32)
         else:
-            raise ValueError(f"save_format must be 'xtuner' or 'huggingface' for VideoCCAMModel, got {save_format!r}")
+            raise ValueError(
+                f"save_format must be 'xtuner', 'huggingface' or 'released' for VideoCCAMModel, got {save_format!r}"
+            )

@@ -38,6 +38,14 @@ class VideoCCAMConfig(PretrainedConfig):
         vision_chunk_size: frames per vision forward, bounds activation memory for long videos.
         image_token_index: the placeholder id in ``input_ids`` that stands for one image or video.
         media_tokens: the text placeholders that map to ``image_token_index`` when tokenising prompts.
+        image_token_id, video_token_id: the tokenizer's ids of ``<image>`` / ``<video>`` (v1.2's field names), so
+            that ``input_ids`` straight from ``tokenizer.apply_chat_template(..., tokenize=True)`` work as
+            placeholders too (``generate(input_ids=[ids], ...)``, as upstream's web demo calls it). None: only
+            ``image_token_index`` is a placeholder.
+        projector_auto_map: None for the project's own :class:`CCAMProjector`; for a projector with its own code
+            (a released one), ``{"AutoConfig": "<module>.<Class>", "AutoModel": "<module>.<Class>"}`` naming the
+            files beside this config that define it, and ``projector_config`` is then that projector's config
+            (its own fields) as a dict or config object.
     """
 
     model_type = "videoccam"
@@ -53,13 +61,23 @@ class VideoCCAMConfig(PretrainedConfig):
         vision_chunk_size: int = 64,
         image_token_index: int = IMAGE_TOKEN_INDEX,
         media_tokens: tuple[str, ...] | list[str] = MEDIA_TOKENS,
+        image_token_id: int | None = None,
+        video_token_id: int | None = None,
+        projector_auto_map: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.text_config = _sub_config(text_config, "qwen2")
         self.vision_config = _sub_config(vision_config, "siglip_vision_model")
-        if projector_config is not None and not isinstance(projector_config, CCAMProjectorConfig):
+        if projector_auto_map:
+            missing = {"AutoConfig", "AutoModel"} - set(projector_auto_map)
+            if missing:
+                raise ValueError(f"projector_auto_map needs AutoConfig and AutoModel entries, got {projector_auto_map}")
+        elif projector_config is not None and not isinstance(projector_config, CCAMProjectorConfig):
             projector_config = CCAMProjectorConfig(**projector_config)
         self.projector_config = projector_config
+        self.projector_auto_map = dict(projector_auto_map) if projector_auto_map else None
+        self.image_token_id = image_token_id
+        self.video_token_id = video_token_id
         if vision_chunk_size < 1:
             raise ValueError(f"vision_chunk_size must be >= 1, got {vision_chunk_size}")
         self.visual_select_layer = visual_select_layer
@@ -73,5 +91,5 @@ class VideoCCAMConfig(PretrainedConfig):
         output = super().to_dict()
         for key in ("text_config", "vision_config", "projector_config"):
             value = getattr(self, key)
-            output[key] = value.to_dict() if value is not None else None
+            output[key] = value.to_dict() if isinstance(value, PretrainedConfig) else value
         return output

@@ -1,0 +1,20 @@
+# Fine-tune the released Video-CCAM-4B-v1.1 (huggingface.co/JaronTHU/Video-CCAM-4B-v1.1): the same layout and base
+# models as Video-CCAM-4B (configs/released/videoccam_4b_finetune.py), another release.
+#   huggingface-cli download JaronTHU/Video-CCAM-4B-v1.1 --local-dir checkpoints/Video-CCAM-4B-v1_1
+#   xtuner train configs/released/videoccam_4b_v1_1_finetune.py --deepspeed deepspeed_zero2
+from mmengine.config import read_base
+
+with read_base():
+    from .videoccam_4b_finetune import *  # noqa: F401,F403
+
+#######################################################################
+#                          PART 1  Settings                           #
+#######################################################################
+released_path = "checkpoints/Video-CCAM-4B-v1_1"  # no dot in the folder name (transformers 4.48 remote-code imports)
+
+#######################################################################
+#              PART 2-5  the values above, where they are read        #
+#######################################################################
+model.llm.released_path = released_path  # noqa: F405
+model.visual_encoder.released_path = released_path  # noqa: F405
+model.projector.released_path = released_path  # noqa: F405
