@@ -322,8 +322,9 @@ class VideoCCAMModel(BaseModel):
 
         Text-only batches run the vision tower and projector on one dummy frame in training mode (so DDP sees a
         gradient for every trainable weight). Under ZeRO-3 every rank also pads its number of vision-tower calls
-        (``ceil(frames / vision_chunk_size)``) to the largest over the ranks with dummy frames, and the projector
-        scans frames in a single chunk, so all ranks make the same module calls (see :meth:`_zero3_lockstep`).
+        (``ceil(frames / vision_chunk_size)``) to the largest over the ranks with dummy frames; the projector makes
+        the same module calls for any frame count, so all ranks make the same module calls (see
+        :meth:`_zero3_lockstep`).
         """
         pixel_values = data.get("pixel_values")
         lockstep = self._zero3_lockstep()
@@ -338,7 +339,6 @@ class VideoCCAMModel(BaseModel):
 
         frames = dummy_frame() if pixel_values is None else pixel_values.to(dtype)
         zero_terms = []  # outputs computed only to keep ranks in step; enter the loss with weight 0
-        projector_kwargs = {}
         padding_calls = 0
         if lockstep:
             # agree on the number of vision calls BEFORE making any: each call all-gathers weights, so a rank
@@ -347,19 +347,16 @@ class VideoCCAMModel(BaseModel):
             most = torch.tensor(calls, device=device)
             dist.all_reduce(most, op=dist.ReduceOp.MAX)
             padding_calls = int(most) - calls
-            if self.projector.config.frame_chunk_size is not None:
-                # the chunked scan makes one K/V projection call per chunk of the longest video of the batch;
-                # a single chunk (num_queries >= frames of any video) makes that one call on every rank
-                projector_kwargs["frame_chunk_size"] = self.projector.config.num_queries
+            # the projector makes the same module calls whatever the frame counts (dense or block-sparse)
         features = encode_frames(self.visual_encoder, frames, self.visual_select_layer, self.vision_chunk_size)
         for _ in range(padding_calls):
             padding = encode_frames(self.visual_encoder, dummy_frame(), self.visual_select_layer, 1)
             zero_terms.append(padding.sum() * 0.0)
         if pixel_values is not None:
-            media = self.projector(features, list(data["num_frames"]), **projector_kwargs)
+            media = self.projector(features, list(data["num_frames"]))
         else:
             media = None
-            zero_terms.append(self.projector(features, [1], **projector_kwargs).sum() * 0.0)
+            zero_terms.append(self.projector(features, [1]).sum() * 0.0)
         return media, (sum(zero_terms) if zero_terms else None)
 
     def _llm_inputs(self, data: Mapping[str, Any], with_labels: bool) -> tuple[dict, torch.Tensor | None]:
