@@ -39,6 +39,7 @@ from xtuner.model.modules import dispatch_modules
 from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
 from xtuner.registry import BUILDER
 
+from videoccam.model.chunked_loss import chunked_head_cross_entropy, num_loss_chunks
 from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 from videoccam.model.hf.constants import IGNORE_INDEX
@@ -79,6 +80,9 @@ class VideoCCAMModel(BaseModel):
         use_activation_checkpointing: gradient checkpointing in LLM, vision tower and projector.
         pretrained_pth: a checkpoint of an earlier stage (mmengine ``.pth`` file or DeepSpeed folder) whose
             trainable weights are loaded; every key in it must exist in this model.
+        loss_chunk_size: answer tokens per LM-head call of the loss (``videoccam.model.chunked_loss``: each
+            chunk's logits are recomputed in backward, so the loss never holds ``[answer tokens, vocab]`` logits);
+            None computes all answer tokens' logits at once.
     """
 
     def __init__(
@@ -94,10 +98,14 @@ class VideoCCAMModel(BaseModel):
         visual_encoder_lora: Any = None,
         use_activation_checkpointing: bool = True,
         pretrained_pth: str | None = None,
+        loss_chunk_size: int | None = 1024,
     ) -> None:
         super().__init__()
         if vision_chunk_size < 1:
             raise ValueError(f"vision_chunk_size must be >= 1, got {vision_chunk_size}")
+        if loss_chunk_size is not None and loss_chunk_size < 1:
+            raise ValueError(f"loss_chunk_size must be None or >= 1, got {loss_chunk_size}")
+        self.loss_chunk_size = loss_chunk_size
         # QLoRA / flash-attention on a machine without CUDA: fail here, before any weights are loaded
         check_gpu_only_options(llm, "model.llm")
         check_gpu_only_options(visual_encoder, "model.visual_encoder")
@@ -383,8 +391,10 @@ class VideoCCAMModel(BaseModel):
 
         Same value as the LLM's own ``labels=`` loss (mean over labelled tokens), but the [tokens, vocab] fp32
         logits are built for answer tokens only instead of every position: with 8k-token samples and a 152k
-        vocabulary that is several GiB per sample. Falls back to the LLM's loss for models whose head does more
-        than a projection (logit soft-capping).
+        vocabulary that is several GiB per sample. With ``loss_chunk_size`` (the default) they are built
+        ``loss_chunk_size`` tokens at a time and recomputed in backward (``videoccam.model.chunked_loss``), so not
+        even the answer tokens' logits exist at once. Falls back to the LLM's loss for models whose head does
+        more than a projection (logit soft-capping).
 
         Args:
             spliced: the output of :func:`splice_media_embeds` (with labels).
@@ -412,6 +422,19 @@ class VideoCCAMModel(BaseModel):
         ).last_hidden_state  # [b, l', d_l]
         targets = spliced["labels"][:, 1:]  # [b, l'-1]
         keep = targets != IGNORE_INDEX
+        if self.loss_chunk_size is not None:
+            answer_targets = targets[keep]  # [n]
+            count, min_chunks = answer_targets.numel(), 1
+            if self._zero3_lockstep():  # every rank makes the same number of head calls (see chunked_loss)
+                most = torch.tensor(num_loss_chunks(count, self.loss_chunk_size), device=hidden.device)
+                dist.all_reduce(most, op=dist.ReduceOp.MAX)
+                min_chunks = int(most)
+            total = chunked_head_cross_entropy(
+                head, hidden[:, :-1][keep], answer_targets, self.loss_chunk_size, min_chunks
+            )  # summed over the n answer tokens
+            if loss_divisor is not None:
+                return total / loss_divisor
+            return total / count if count else total * 0.0
         logits = head(hidden[:, :-1][keep]).float()  # [n_answer_tokens, vocab]
         if logits.shape[0] == 0:
             return logits.sum() * 0.0  # through the head, as on ranks with answer tokens (ZeRO-3 / DDP)
