@@ -5,8 +5,12 @@
 
 For each frame count it times, interleaved (dense, blocks, blocks, dense, ...) so machine load hits both alike:
 
-* ``cross``: one CCAM cross-attention layer (q/k/v/o projections, the mask or the block plan, attention) at the
-  released 7B sizes: 1024 queries, hidden 1024, 16 heads, SigLIP width 1152, 729 patches per frame;
+* ``attention``: the masked attention itself, what the two paths compute differently: dense masked SDPA (the
+  CCAM mask built, then one ``scaled_dot_product_attention``) vs the block-sparse one (the block plan, then one
+  SDPA per query block over its visible prefix of keys), on random q, k, v at the released 7B sizes: 1024
+  queries, 16 heads of 64, 729 patches per frame;
+* ``layer``: one whole CCAM cross-attention layer (adds the q/k/v/o projections, the same for both paths:
+  the K/V projections of all keys cost about as much as dense attention, so they dilute the ratio);
 * ``projector``: the whole projector (query self-attention, cross-attention, MLP, output projection to 3584);
 
 in ``forward`` (``no_grad``) and ``train`` (forward + backward of a squared-sum loss) modes, and prints the
@@ -46,6 +50,8 @@ def build_case(args, frames: int, what: str):
     """(module, inputs, run(impl) -> output) for one frame count."""
     import torch
 
+    import torch.nn.functional as F
+
     from videoccam.model.hf.ccam_projector import (
         CCAMAttention,
         CCAMProjector,
@@ -53,6 +59,7 @@ def build_case(args, frames: int, what: str):
         _batched_query_frame_index,
         _cross_mask_from_index,
         _query_block_plan,
+        block_sparse_attention,
     )
 
     torch.manual_seed(0)
@@ -70,9 +77,27 @@ def build_case(args, frames: int, what: str):
             return module(x, [frames], cross_attention=impl)
 
         return module, features, run
+    frames_t = torch.tensor([frames])
+    if what == "attention":
+        head_dim = args.hidden // args.heads
+        module = torch.nn.Module()  # holds q, so that train mode compares its gradient too
+        module.q = torch.nn.Parameter(torch.randn(1, args.heads, args.num_queries, head_dim, device=device,
+                                                  dtype=dtype))  # fmt: skip
+        q = module.q
+        kv = torch.randn(2, args.heads, frames * args.patches, head_dim, device=device, dtype=dtype)
+
+        def run(impl, x):
+            k, v = x[:1], x[1:]
+            tau = _batched_query_frame_index(args.num_queries, frames_t, "floor")  # [1, q] (CPU)
+            if impl == "dense":
+                mask = _cross_mask_from_index(tau.to(device), frames_t.to(device), args.patches, frames)[:, None]
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            plan = _query_block_plan(tau, args.query_blocks)
+            return block_sparse_attention(q, k, v, tau.to(device), args.patches, plan)
+
+        return module, kv, run
     module = CCAMAttention(args.hidden, args.cross, args.heads, 0.0).to(device=device, dtype=dtype)
     queries = torch.randn(1, args.num_queries, args.hidden, device=device, dtype=dtype)
-    frames_t = torch.tensor([frames])
 
     def run(impl, x):
         kv = x.reshape(1, frames * args.patches, args.cross)
@@ -141,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--frames", default="16,96", help="comma-separated frame counts (default: %(default)s)")
-    parser.add_argument("--what", choices=("cross", "projector", "both"), default="cross")
+    parser.add_argument("--what", default="attention,layer",
+                        help="comma-separated: attention, layer, projector (default: %(default)s)")
     parser.add_argument("--mode", choices=("forward", "train", "both"), default="both")
     parser.add_argument("--query-blocks", type=int, default=4, help="query blocks of the block-sparse path")
     parser.add_argument("--num-queries", type=int, default=1024)
@@ -168,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         args.cross, args.output, args.patches, args.repeats = 24, 40, 4, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    whats = ("cross", "projector") if args.what == "both" else (args.what,)
+    whats = args.what.split(",")
+    if not set(whats) <= {"attention", "layer", "projector"}:
+        raise SystemExit(f"--what takes attention, layer and projector, got {args.what!r}")
     modes = ("forward", "train") if args.mode == "both" else (args.mode,)
     rows = []
     print(f"CCAM cross-attention, dense masked SDPA vs block-sparse ({args.query_blocks} query blocks): "

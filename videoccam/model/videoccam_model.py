@@ -16,6 +16,11 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
   bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
 * trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
   without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+* ``data["visual_features"]`` (a stage-1 feature cache, ``videoccam.dataset.feature_cache``) replaces the
+  vision tower's output for the batch;
+* ``pixel_values`` may be uint8 (resized frames from the dataset, with their ``pixel_affine``): they are
+  normalised here, on the model's device (:func:`normalize_pixels`), so DataLoader workers move a quarter of the
+  bytes and do no float work;
 * with ``data["loss_divisor"]`` the loss is the summed token loss divided by it (set by
   ``videoccam.engine.loops.TokenMeanTrainLoop`` for a per-token mean over a whole optimizer step).
 
@@ -44,6 +49,26 @@ from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 from videoccam.model.hf.constants import IGNORE_INDEX
 from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
+
+
+def normalize_pixels(pixel_values: torch.Tensor, affine: torch.Tensor | None) -> torch.Tensor:
+    """uint8 frames ``[f, 3, h, w]`` to float32 model input: ``x * scale + offset`` per channel, in float32.
+
+    ``affine`` is the dataset's ``pixel_affine`` ([2, 3]: scale, offset; ``BatchFrameProcessor.affine``), so the
+    result equals what ``BatchFrameProcessor.normalize`` (and the image processor) gives, on any device.
+
+    Raises:
+        ValueError: without ``affine`` (uint8 frames need the normalisation they came with).
+    """
+    if affine is None:
+        raise ValueError(
+            "pixel_values are uint8 but the batch has no pixel_affine: uint8 frames come from VideoCCAMDataset "
+            "(normalize_in_model=True) through videoccam_collate_fn, which adds it; pass normalised float frames "
+            "otherwise"
+        )
+    affine = affine.to(device=pixel_values.device, dtype=torch.float32)
+    out = pixel_values.to(torch.float32)
+    return out.mul_(affine[0].view(1, 3, 1, 1)).add_(affine[1].view(1, 3, 1, 1))
 
 
 def _build(cfg_or_module: Any) -> Any:
@@ -335,8 +360,14 @@ class VideoCCAMModel(BaseModel):
         :meth:`_zero3_lockstep`).
         """
         pixel_values = data.get("pixel_values")
+        cached = data.get("visual_features")  # [f, p, c] from a feature cache (frozen tower, stage 1)
+        if cached is not None and (self.use_visual_encoder_lora or not self.freeze_visual_encoder):
+            raise ValueError(
+                "the batch holds cached vision features but this model trains its vision tower (LoRA or unfrozen): "
+                "its features change every step; use the feature cache only in stage 1"
+            )
         lockstep = self._zero3_lockstep()
-        if pixel_values is None and not self.training and not lockstep:
+        if pixel_values is None and cached is None and not self.training and not lockstep:
             return None, None
         dtype = self.visual_encoder.dtype
         device = self.llm.get_input_embeddings().weight.device
@@ -345,22 +376,32 @@ class VideoCCAMModel(BaseModel):
         def dummy_frame() -> torch.Tensor:
             return torch.zeros(1, 3, size, size, dtype=dtype, device=device)
 
-        frames = dummy_frame() if pixel_values is None else pixel_values.to(dtype)
+        if cached is not None:
+            frames = None
+        elif pixel_values is None:
+            frames = dummy_frame()
+        elif pixel_values.dtype == torch.uint8:  # resized frames from the dataset: normalise here, on the device
+            frames = normalize_pixels(pixel_values.to(device, non_blocking=True), data.get("pixel_affine")).to(dtype)
+        else:
+            frames = pixel_values.to(dtype)
         zero_terms = []  # outputs computed only to keep ranks in step; enter the loss with weight 0
         padding_calls = 0
         if lockstep:
             # agree on the number of vision calls BEFORE making any: each call all-gathers weights, so a rank
             # still in its second chunk would wait forever for a rank already waiting in this all_reduce
-            calls = -(-frames.shape[0] // self.vision_chunk_size)
+            calls = 0 if frames is None else -(-frames.shape[0] // self.vision_chunk_size)
             most = torch.tensor(calls, device=device)
             dist.all_reduce(most, op=dist.ReduceOp.MAX)
             padding_calls = int(most) - calls
             # the projector makes the same module calls whatever the frame counts (dense or block-sparse)
-        features = encode_frames(self.visual_encoder, frames, self.visual_select_layer, self.vision_chunk_size)
+        if frames is None:
+            features = cached.to(device)
+        else:
+            features = encode_frames(self.visual_encoder, frames, self.visual_select_layer, self.vision_chunk_size)
         for _ in range(padding_calls):
             padding = encode_frames(self.visual_encoder, dummy_frame(), self.visual_select_layer, 1)
             zero_terms.append(padding.sum() * 0.0)
-        if pixel_values is not None:
+        if pixel_values is not None or cached is not None:
             media = self.projector(features, list(data["num_frames"]))
         else:
             media = None

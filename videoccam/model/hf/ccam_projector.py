@@ -156,6 +156,42 @@ def _query_block_plan(tau: torch.Tensor, num_blocks: int) -> List[Tuple[int, int
     return plan
 
 
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    tau: torch.Tensor,
+    tokens_per_frame: int,
+    plan: List[Tuple[int, int, int, bool]],
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """CCAM-masked attention computed only over each query block's visible prefix of keys.
+
+    Equal (up to float rounding) to ``scaled_dot_product_attention(q, k, v, attn_mask=CCAM mask)``: every query's
+    softmax covers exactly its visible keys in both; here keys past a block's last visible frame are skipped.
+
+    Args:
+        q: [b, h, q, d]; k, v: [b, h, k, d] with frame-major keys (padded videos allowed).
+        tau: LongTensor[b or 1, q] on q's device, last visible frame per query.
+        tokens_per_frame: p.
+        plan: :func:`_query_block_plan` of the batch's tau.
+        dropout_p: attention dropout probability.
+
+    Returns:
+        [b, h, q, d].
+    """
+    max_keys = max(frames for _, _, frames, _ in plan) * tokens_per_frame
+    key_frame = torch.arange(max_keys, device=q.device) // tokens_per_frame  # [k']
+    outs = []
+    for q0, q1, frames, masked in plan:
+        keys = frames * tokens_per_frame
+        mask = (key_frame[None, None, :keys] <= tau[:, q0:q1, None])[:, None] if masked else None  # [b|1,1,q',k']
+        outs.append(F.scaled_dot_product_attention(
+            q[:, :, q0:q1], k[:, :, :keys], v[:, :, :keys], attn_mask=mask, dropout_p=dropout_p
+        ))  # fmt: skip
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # [b, h, q, d]
+
+
 def query_frame_index(
     num_queries: int, num_frames: int, mode: str = "floor", device: Optional[Union[str, torch.device]] = None
 ) -> torch.Tensor:
@@ -443,16 +479,7 @@ class CCAMAttention(nn.Module):
         k = self._split_heads(self.k_proj(kv_states))  # [b, h, k, d]
         v = self._split_heads(self.v_proj(kv_states))  # [b, h, k, d]
         dropout_p = self.attention_dropout if self.training else 0.0
-        max_keys = max(frames for _, _, frames, _ in plan) * tokens_per_frame
-        key_frame = torch.arange(max_keys, device=q.device) // tokens_per_frame  # [k']
-        outs = []
-        for q0, q1, frames, masked in plan:
-            keys = frames * tokens_per_frame
-            mask = (key_frame[None, None, :keys] <= tau[:, q0:q1, None])[:, None] if masked else None  # [b|1,1,q',k']
-            outs.append(F.scaled_dot_product_attention(
-                q[:, :, q0:q1], k[:, :, :keys], v[:, :, :keys], attn_mask=mask, dropout_p=dropout_p
-            ))  # fmt: skip
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # [b, h, q, d]
+        out = block_sparse_attention(q, k, v, tau, tokens_per_frame, plan, dropout_p)  # [b, h, q, d]
         return self.o_proj(self._merge_heads(out))
 
     def forward_stream(
