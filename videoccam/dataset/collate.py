@@ -70,6 +70,7 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
         features = [x["visual_features"] for x in kept if "visual_features" in x]
         if frames and features:
             raise ValueError("a batch mixes frames (pixel_values) and cached features (visual_features)")
+        affine = _pixel_affine(media)  # checked before concatenating frames of different dtypes
         data.update(
             input_ids=input_ids,
             labels=labels,
@@ -79,7 +80,6 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
         )
         if features:  # a feature cache (stage 1): the model skips the vision tower
             data["visual_features"] = concat_frames(features)
-        affine = _pixel_affine(media)
         if affine is not None:
             data["pixel_affine"] = affine
     return {"data": data, "data_samples": None}
