@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-tokens", type=int, default=None, help="text tokens per sample")
     parser.add_argument("--answer-tokens", type=int, default=None, help="labelled tokens per sample")
     parser.add_argument("--vision-chunk-size", type=int, default=32)
-    parser.add_argument("--loss-chunk-size", type=int, default=1024)
+    parser.add_argument("--loss-chunk-size", type=int, default=512)
     parser.add_argument("--no-checkpointing", action="store_true")
     parser.add_argument("--steps", type=int, default=3, help="measured steps (after --warmup)")
     parser.add_argument("--warmup", type=int, default=1)

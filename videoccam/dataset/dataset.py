@@ -36,7 +36,7 @@ from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from videoccam.config import build_from_cfg
+from videoccam.config import build_from_cfg, resolve_template
 from videoccam.dataset.feature_cache import VisionFeatureCache
 from videoccam.dataset.frame_processing import BatchFrameProcessor
 from videoccam.dataset.records import (
@@ -203,7 +203,7 @@ class VideoCCAMDataset(Dataset):
         self.data_root = Path(data_root) if data_root is not None else Path(data_path).parent
         self.tokenizer = build_from_cfg(tokenizer)
         self.image_processor = build_from_cfg(image_processor)
-        self.template = template
+        self.template = resolve_template(template)  # a dumped config holds its import path
         self.num_queries = num_queries
         self.max_length = max_length
         self.num_frames = num_frames

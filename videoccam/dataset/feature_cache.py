@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,12 @@ import torch
 __all__ = ["VisionFeatureCache", "enable_feature_cache", "media_identity"]
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _dtype_or_value(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("torch.") and isinstance(getattr(torch, value[6:], None), torch.dtype):
+        return getattr(torch, value[6:])
+    return value
 
 
 def media_identity(path: str | os.PathLike) -> dict[str, Any]:
@@ -120,7 +127,10 @@ class VisionFeatureCache:
         if self._encoder is None:
             from videoccam.config import build_from_cfg
 
-            self._encoder = build_from_cfg(self._spec)
+            spec = self._spec
+            if isinstance(spec, Mapping):  # a dumped config holds dtypes as "torch.bfloat16" strings
+                spec = {k: _dtype_or_value(v) for k, v in spec.items()}
+            self._encoder = build_from_cfg(spec)
         self._encoder.requires_grad_(False).eval().to(self.device)
         return self._encoder
 

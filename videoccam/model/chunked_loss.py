@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["chunked_head_cross_entropy", "num_loss_chunks"]
+__all__ = ["DEFAULT_LOSS_CHUNK_SIZE", "chunked_head_cross_entropy", "num_loss_chunks"]
+
+# Answer tokens per head call by default (VideoCCAMModel.loss_chunk_size). A chunk's backward holds about four
+# fp32 [chunk, vocab] tensors (recomputed logits, log-softmax, and their gradients): 1.2 GiB with a 152k
+# vocabulary, against 12 bytes x answer tokens x vocabulary for the plain loss. A [512, d] x [d, 152k] product
+# still fills a GPU, so smaller chunks would cost more calls for little memory.
+DEFAULT_LOSS_CHUNK_SIZE = 512
 
 
 def num_loss_chunks(num_tokens: int, chunk_size: int) -> int:

@@ -44,7 +44,7 @@ from xtuner.model.modules import dispatch_modules
 from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
 from xtuner.registry import BUILDER
 
-from videoccam.model.chunked_loss import chunked_head_cross_entropy, num_loss_chunks
+from videoccam.model.chunked_loss import DEFAULT_LOSS_CHUNK_SIZE, chunked_head_cross_entropy, num_loss_chunks
 from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 from videoccam.model.hf.constants import IGNORE_INDEX
@@ -123,7 +123,7 @@ class VideoCCAMModel(BaseModel):
         visual_encoder_lora: Any = None,
         use_activation_checkpointing: bool = True,
         pretrained_pth: str | None = None,
-        loss_chunk_size: int | None = 1024,
+        loss_chunk_size: int | None = DEFAULT_LOSS_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         if vision_chunk_size < 1:
