@@ -27,10 +27,10 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["DEFAULT_LOSS_CHUNK_SIZE", "chunked_head_cross_entropy", "num_loss_chunks"]
 
-# Answer tokens per head call by default (VideoCCAMModel.loss_chunk_size). A chunk's backward holds about four
-# fp32 [chunk, vocab] tensors (recomputed logits, log-softmax, and their gradients): 1.2 GiB with a 152k
-# vocabulary, against 12 bytes x answer tokens x vocabulary for the plain loss. A [512, d] x [d, 152k] product
-# still fills a GPU, so smaller chunks would cost more calls for little memory.
+# Answer tokens per head call by default (VideoCCAMModel.loss_chunk_size). Both paths hold about 12 bytes per
+# logit at their peak (tools/bench_loss.py): for all answer tokens at once in the plain loss, for one chunk here
+# (0.9 GiB with a 152k vocabulary). A [512, d] x [d, 152k] product still fills a GPU, so smaller chunks would
+# cost more calls for little memory.
 DEFAULT_LOSS_CHUNK_SIZE = 512
 
 
