@@ -250,16 +250,17 @@ def vision_layer_bytes(arch: Mapping[str, int], prec: Precision, lora_in: list[i
 def _cross_attention_pairs(cfg: Mapping[str, Any], frames: int, patches: int) -> tuple[int, int]:
     """(query x key pairs the cross-attention computes, pairs covered by a boolean mask) for one video.
 
-    Dense: every pair, all masked when the CCAM mask is on and the video has several frames. Block-sparse (the
-    ``auto`` default with the mask on): each query block's visible prefix, masked only in staircase blocks.
+    Dense: every pair, all masked when the CCAM mask is on and the video has several frames. Block-sparse (what
+    ``auto`` picks for large videos with the mask on): each query block's visible prefix, masked only in staircase
+    blocks.
     """
-    from videoccam.model.hf.ccam_projector import _batched_query_frame_index, _query_block_plan
+    from videoccam.model.hf.ccam_projector import _BLOCKS_MIN_PAIRS, _batched_query_frame_index, _query_block_plan
 
     q, keys = cfg["num_queries"], frames * patches
     causal = cfg.get("causal_mask", True)
     impl = cfg.get("cross_attention", "auto")
     if impl == "auto":
-        impl = "blocks" if causal and frames > 1 else "dense"
+        impl = "blocks" if causal and frames > 1 and q * keys >= _BLOCKS_MIN_PAIRS else "dense"
     if impl == "dense" or not causal:
         return q * keys, (q * keys if causal and frames > 1 else 0)
     tau = _batched_query_frame_index(q, torch.tensor([frames]), cfg.get("mask_mode", "floor"))

@@ -40,7 +40,7 @@ def test_logits_are_recomputed_chunk_by_chunk_in_backward():
     loss = chunked_head_cross_entropy(head, hidden, targets, 4)
     assert shapes == [(4, 50), (4, 50), (2, 50)]
     loss.backward()
-    assert len(shapes) == 6 and sorted(shapes[3:]) == sorted(shapes[:3])  # each chunk once more in backward
+    assert shapes[3:] == [(4, 50), (4, 50)]  # all but the last chunk again in backward (the last one's comes first)
 
 
 def test_padding_calls_change_nothing_but_the_call_count():
@@ -50,7 +50,7 @@ def test_padding_calls_change_nothing_but_the_call_count():
     reference = _value_and_grads(chunked_head_cross_entropy(head, hidden, targets, 4), head, hidden)
     calls.clear()
     padded = chunked_head_cross_entropy(head, hidden, targets, 4, min_chunks=5)
-    assert len(calls) == 5
+    assert len(calls) == 5  # 2 chunks + 3 padding calls
     for a, b in zip(_value_and_grads(padded, head, hidden), reference):
         torch.testing.assert_close(a, b)
     assert num_loss_chunks(5, 4) == 2 and num_loss_chunks(0, 4) == 1

@@ -4,9 +4,10 @@ The plain loss builds fp32 logits for every answer token of the micro-batch, kee
 for backward and builds their gradient there: with a 152,064-word vocabulary that is 0.6 MB per token for each
 of those tensors, 28 GiB of the 57 GiB the memory planner gives the Qwen2.5-7B stage-2 recipe. Here the tokens
 go through the head ``chunk_size`` at a time, each chunk under activation checkpointing: its logits are freed as
-soon as its summed loss is known and recomputed, one chunk at a time, in backward. Peak loss memory is then a few
-``chunk_size x vocab`` fp32 tensors instead of as many ``tokens x vocab`` ones, at the cost of one more head
-forward (the recomputation) over the answer tokens.
+soon as its summed loss is known and recomputed, one chunk at a time, in backward (except the last chunk, whose
+backward comes first anyway). Peak loss memory is then a few ``chunk_size x vocab`` fp32 tensors instead of as
+many ``tokens x vocab`` ones, at the cost of one more head forward (the recomputation) over all answer tokens but
+the last chunk.
 
 The head is called as a module (``head(hidden_chunk)``) rather than through its weight, so anything that hooks
 module calls keeps working: DeepSpeed ZeRO-3 gathers the partitioned weight in every call (and every
@@ -54,9 +55,9 @@ def chunked_head_cross_entropy(
     """Sum over tokens of ``cross_entropy(head(hidden).float(), targets)``, computed ``chunk_size`` tokens at a time.
 
     Equal to the plain computation up to float rounding (summation order), in value and in every gradient
-    (to ``hidden`` and to the head's weights if they train). Each chunk's logits are recomputed in backward
-    (non-reentrant activation checkpointing), so at most one chunk's logits, their log-softmax and their
-    gradient exist at any time.
+    (to ``hidden`` and to the head's weights if they train). Each chunk's logits but the last one's are
+    recomputed in backward (non-reentrant activation checkpointing), so at most one chunk's logits, their
+    log-softmax and their gradient exist at any time.
 
     Args:
         head: the LM head (``nn.Linear`` or any module mapping ``[n, d]`` to ``[n, V]`` logits).
@@ -80,7 +81,13 @@ def chunked_head_cross_entropy(
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, n, chunk_size):
         part = slice(start, start + chunk_size)
-        total = total + checkpoint(_chunk_loss, head, hidden[part], targets[part], use_reentrant=False)
+        if start + chunk_size >= n:
+            # The last chunk's backward runs first, right when backward starts: keeping its tensors from the
+            # forward costs no more memory than recomputing them then, and saves the recomputation (with a
+            # single chunk this is the plain loss).
+            total = total + _chunk_loss(head, hidden[part], targets[part])
+        else:
+            total = total + checkpoint(_chunk_loss, head, hidden[part], targets[part], use_reentrant=False)
     padding = max(min_chunks, 1) - (-(-n // chunk_size))
     if padding > 0:
         # zero-weight calls on one (real or zero) token, so the head is called and back-propagated through the

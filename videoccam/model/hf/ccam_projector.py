@@ -61,6 +61,9 @@ SELF_ATTN_MODES = ("none", "causal", "full")
 CROSS_ATTENTION_IMPLS = ("auto", "dense", "blocks")
 # Query rows per online-softmax update of forward_stream: bounds its score tensor to h x 256 x (chunk keys).
 _STREAM_QUERY_ROWS = 256
+# "auto" takes the block-sparse path from this many query x key pairs per video: below it the extra SDPA calls
+# cost more than the skipped blocks save (measured on CPU: 0.8x at 64 x 1024, 1.0x at 2^18 pairs, faster above).
+_BLOCKS_MIN_PAIRS = 2**20
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -302,8 +305,9 @@ class CCAMProjectorConfig(PretrainedConfig):
             temporal position embedding). Saved with the weights, like ``mask_mode``.
         cross_attention: How the masked cross-attention is computed (both exact, see the module docstring):
             "dense" (one masked SDPA over all keys), "blocks" (block-sparse: only the visible query-block x
-            frame prefixes) or "auto" ("blocks" whenever the CCAM mask is on and a video has several frames;
-            measured faster on CPU, README "Benchmarks"). Runtime choice; it does not change the weights.
+            frame prefixes) or "auto" ("blocks" when the CCAM mask is on, a video has several frames and there
+            are at least 2**20 query x key pairs per video, e.g. 16 SigLIP frames and 1024 queries; measured
+            faster there on CPU, README "Benchmarks"). Runtime choice; it does not change the weights.
         query_blocks: Query blocks of the "blocks" cross-attention. More blocks skip more masked keys but give
             each SDPA call fewer queries (on CPU, calls under about 192 queries run a slower tiling).
         frame_chunk_size: Frames per online-softmax step of :meth:`CCAMProjector.forward_stream` (long videos);
@@ -764,7 +768,8 @@ class CCAMProjector(PreTrainedModel):
         # broadcast one row over the batch when every video has the same frame count
         tau = self._frame_index(frames[:1] if uniform else frames, device)  # [b|1, q]
         if impl == "auto":
-            impl = "blocks" if self.config.causal_mask and max_frames > 1 else "dense"
+            large = self.config.num_queries * max_frames * p >= _BLOCKS_MIN_PAIRS
+            impl = "blocks" if self.config.causal_mask and max_frames > 1 and large else "dense"
         plan = cross_mask = None
         if impl == "blocks":
             # planned on the CPU from the frame counts: no device sync
