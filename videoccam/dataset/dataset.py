@@ -26,6 +26,7 @@ they are (``tools/bench_dataloader.py`` measures these paths against raw decord)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -339,10 +340,13 @@ class VideoCCAMDataset(Dataset):
         return self._load_clip(sample, normalize=not self.normalize_in_model)[0]
 
     def _preprocessing(self) -> dict[str, Any]:
-        """The image processor's settings, part of a cached feature's key."""
-        to_dict = getattr(self.image_processor, "to_dict", None)
-        settings = to_dict() if callable(to_dict) else vars(self.image_processor)
-        return {"class": type(self.image_processor).__name__, **{k: v for k, v in settings.items() if k[0] != "_"}}
+        """The image processor's settings, part of a cached feature's key (read once)."""
+        if getattr(self, "_preprocessing_settings", None) is None:
+            to_dict = getattr(self.image_processor, "to_dict", None)
+            settings = to_dict() if callable(to_dict) else vars(self.image_processor)
+            self._preprocessing_settings = {"class": type(self.image_processor).__name__,
+                                            **{k: v for k, v in settings.items() if k[0] != "_"}}  # fmt: skip
+        return self._preprocessing_settings
 
     def load_visual_features(self, sample: Sample) -> torch.Tensor:
         """The sample's frame features ``[t, p, c]`` from :attr:`feature_cache` (computed and stored on a miss).
@@ -354,14 +358,19 @@ class VideoCCAMDataset(Dataset):
             RecordError: as :meth:`load_pixel_values`.
         """
         cache = self.feature_cache
+        sampling = {**dataclasses.asdict(self.frame_sampling), "num_threads": None, "kind": sample.kind,
+                    "record_num_frames": sample.num_frames}  # fmt: skip
         try:
-            indices = self.frame_sampling.indices(sample.media_path, sample.kind, sample.num_frames)
+            indices = cache.load_indices(sample.media_path, sampling)
+            if indices is None:
+                indices = self.frame_sampling.indices(sample.media_path, sample.kind, sample.num_frames)
             features = cache.load(cache.key(sample.media_path, indices, self._preprocessing()))
         except MediaLoadError as e:
             raise self._media_error(sample, e) from e
         if features is not None:
             return features
         pixel_values, indices = self._load_clip(sample, normalize=True)
+        cache.store_indices(sample.media_path, sampling, indices)
         key = cache.key(sample.media_path, indices, self._preprocessing())
         metadata = {"media": str(sample.media_path), "indices": indices, "source": self.source}
         return cache.get_or_compute(key, lambda: pixel_values, metadata)

@@ -11,7 +11,8 @@ indices the sampler takes, the preprocessing (the image processor's settings: ou
 normalisation), a hash of the vision tower's weights (every tensor's name, dtype, shape and bytes), the selected
 layer and the storage dtype. Change any of them (a re-encoded video, other sampling, another SigLIP or
 checkpoint) and the key changes: the entry is recomputed, never reused. Stale files are not deleted (remove the
-folder to reclaim the space).
+folder to reclaim the space). The frame indices of a file are themselves remembered under its identity and the
+sampling settings, so a hit reads two small files and opens no video.
 
 **Misses** are computed where they are found: the cache builds its own copy of the (frozen) vision tower from
 the same builder dict as the model, on ``device`` (the loading process; CPU by default), in eval mode.
@@ -160,6 +161,24 @@ class VisionFeatureCache:
 
     def path(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.safetensors"
+
+    def _indices_path(self, media_path: str | os.PathLike, sampling: dict[str, Any]) -> Path:
+        text = json.dumps({"media": media_identity(media_path), "sampling": sampling}, sort_keys=True, default=str)
+        key = hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+        return self.cache_dir / "indices" / key[:2] / f"{key}.json"
+
+    def load_indices(self, media_path: str | os.PathLike, sampling: dict[str, Any]) -> list[int] | None:
+        """The frame indices a sampler took from this media file before (same file identity and sampling)."""
+        path = self._indices_path(media_path, sampling)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def store_indices(self, media_path: str | os.PathLike, sampling: dict[str, Any], indices: list[int]) -> None:
+        """Remember ``indices`` so that a hit needs no look at the video (opening a long one builds its index)."""
+        path = self._indices_path(media_path, sampling)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([int(i) for i in indices]))
+        os.replace(tmp, path)
 
     def load(self, key: str) -> torch.Tensor | None:
         """The cached ``[t, p, c]`` features under ``key``, or None on a miss."""
