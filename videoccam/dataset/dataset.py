@@ -351,8 +351,9 @@ class VideoCCAMDataset(Dataset):
     def load_visual_features(self, sample: Sample) -> torch.Tensor:
         """The sample's frame features ``[t, p, c]`` from :attr:`feature_cache` (computed and stored on a miss).
 
-        The key holds the frame indices the sampler takes, found from the video's length and frame rate without
-        decoding; on a miss the decoded clip's own indices key the stored entry.
+        The key holds the frame indices the sampler takes: those it took when the entry was stored, remembered
+        under the file's identity and the sampling settings (so a hit opens no video); on a miss the decoded
+        clip's own indices key the stored entry.
 
         Raises:
             RecordError: as :meth:`load_pixel_values`.
@@ -360,15 +361,12 @@ class VideoCCAMDataset(Dataset):
         cache = self.feature_cache
         sampling = {**dataclasses.asdict(self.frame_sampling), "num_threads": None, "kind": sample.kind,
                     "record_num_frames": sample.num_frames}  # fmt: skip
-        try:
-            indices = cache.load_indices(sample.media_path, sampling)
-            if indices is None:
-                indices = self.frame_sampling.indices(sample.media_path, sample.kind, sample.num_frames)
+        indices = cache.load_indices(sample.media_path, sampling)  # written with every stored entry
+        if indices is not None:
             features = cache.load(cache.key(sample.media_path, indices, self._preprocessing()))
-        except MediaLoadError as e:
-            raise self._media_error(sample, e) from e
-        if features is not None:
-            return features
+            if features is not None:
+                return features
+        # a miss: decode, and key the entry with the indices actually decoded
         pixel_values, indices = self._load_clip(sample, normalize=True)
         cache.store_indices(sample.media_path, sampling, indices)
         key = cache.key(sample.media_path, indices, self._preprocessing())

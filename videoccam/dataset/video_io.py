@@ -763,28 +763,6 @@ class FrameSampling:
             return num_frames or self.num_frames
         return num_frames or self.max_frames or self.num_frames
 
-    def indices(
-        self, path: str | os.PathLike, kind: Literal["video", "image"] = "video", num_frames: int | None = None
-    ) -> list[int]:
-        """The frame indices :meth:`load` decodes, from the video's length and frame rate only (no decoding).
-
-        Raises:
-            MediaLoadError: If the media cannot be read.
-        """
-        if kind == "image":
-            return [0]
-        if kind != "video":
-            raise ValueError(f"kind must be 'video' or 'image', got {kind!r}")
-        total, fps = get_video_info(path, backend=self.backend, folder_fps=self.folder_fps)
-        max_frames = (num_frames or self.max_frames) if self.sampling == "fps" else None
-        if self.sampling == "fps" and max_frames is None:
-            max_frames = self.num_frames  # load_video_clip's default cap
-        try:
-            return _select_indices(total, fps, num_frames or self.num_frames, self.sampling, self.target_fps,
-                                   max_frames, None)  # fmt: skip
-        except ValueError as error:
-            raise MediaLoadError(Path(path), str(error)) from error
-
     def load(
         self,
         path: str | os.PathLike,
