@@ -16,8 +16,8 @@ For each frame count it times, interleaved (dense, blocks, blocks, dense, ...) s
 in ``forward`` (``no_grad``) and ``train`` (forward + backward of a squared-sum loss) modes, and prints the
 median wall time (and CPU time on a CPU: all threads, steadier than wall time on a shared machine), the
 speed-up dense / blocks, and the largest difference of the outputs and (train) of every gradient, relative to
-that tensor's largest magnitude (gradients that are zero in exact arithmetic, the key biases', left out). On
-CUDA it
+that tensor's largest magnitude (gradients that are zero in exact arithmetic, the key biases', left out;
+computed in float32 whatever ``--dtype``). On CUDA it
 also prints the peak memory above the inputs and weights (``torch.cuda.max_memory_allocated``).
 
 Imports only torch, transformers and ``videoccam/model/hf/ccam_projector.py`` (runs where the rest of the
@@ -145,6 +145,19 @@ def measure(args, frames: int, what: str, mode: str) -> dict:
     outputs = {}
     for impl in IMPLS:  # warm-up (kernels, allocator), and the outputs compared below
         outputs[impl] = once(impl)[3]
+    if args.dtype != "float32":  # compare in float32: low-precision rounding would hide what the paths do
+        exact = argparse.Namespace(**{**vars(args), "dtype": "float32"})
+        module32, features32, run32 = build_case(exact, frames, what)
+        for impl in IMPLS:
+            module32.zero_grad(set_to_none=True)
+            x = features32.clone().requires_grad_(train)
+            with torch.set_grad_enabled(train):
+                out = run32(impl, x)
+                if train:
+                    out.square().sum().backward()
+            outputs[impl] = [out.detach()] + ([x.grad] + [p.grad for p in module32.parameters() if p.grad is not None]
+                                              if train else [])  # fmt: skip
+        del module32, features32
     for r in range(args.repeats):
         for impl in IMPLS if r % 2 == 0 else IMPLS[::-1]:
             wall, cpu, peak, _ = once(impl)
