@@ -6,14 +6,18 @@ Measures, side by side in one run (interleaved item by item, so machine load aff
 
 * raw decord: ``decord.VideoReader(path, num_threads=T).get_batch(indices).asnumpy()``, with ``indices`` the
   frames the dataset's sampler takes (same files, same indices, same decoder threads);
-* the dataset: ``VideoCCAMDataset.__getitem__`` = decode + preprocessing to ``pixel_values`` (SigLIP's
-  processor settings: resize to --image-size, bicubic, mean = std = 0.5), with its default
-  preprocessing (PIL resize as the processor does it, batched torch normalisation);
+* the dataset: ``VideoCCAMDataset.__getitem__`` = decode + preprocessing with SigLIP's processor settings
+  (resize to --image-size, bicubic, mean = std = 0.5) as training runs it: PIL's resize, exactly as the
+  processor does it, giving uint8 frames that the model normalises on its device (``normalize_in_model``);
+* ``dataset_float32``: the same with the normalisation in the loader (``normalize_in_model=False``: float32
+  ``pixel_values``, what the dataset returned before issue 12), unless ``--skip-float``;
 * the dataset with ``fast_image_processing=False`` (the Hugging Face image processor on PIL frames), for
-  reference;
+  reference, unless ``--skip-hf``;
 * with ``--with-torch-resize``: the dataset resizing with torch's uint8 antialiased ``interpolate`` instead of
   PIL (what it did before issue 9; fast, but 1-2 uint8 steps away from the processor on about 0.5% of the
-  values), to show what PIL's exact resize costs in the same run.
+  values), to show what PIL's exact resize costs in the same run;
+* with ``--with-decode-resize``: raw decord followed by PIL's resize of the decoded frames and nothing else,
+  the floor of any exact loader: the ratio dataset / this shows the dataset's own overhead.
 
 and prints frames per second of wall time and per CPU-second (all threads and worker processes; steadier
 than wall time on a busy machine) of each, and the ratio dataset / raw decord (the project's target is
@@ -62,13 +66,31 @@ class RawDecord:
         return reader.get_batch(indices).asnumpy()  # [t, h, w, 3] uint8
 
 
+class RawDecordResize(RawDecord):
+    """Raw decord reads followed by PIL's resize of each frame (the processor's call), nothing else."""
+
+    def __init__(self, items: list[tuple[str, list[int]]], num_threads: int, size: tuple[int, int]) -> None:
+        super().__init__(items, num_threads)
+        self.size = size
+
+    def __getitem__(self, i: int):
+        import numpy as np
+        from PIL import Image
+
+        height, width = self.size
+        frames = super().__getitem__(i)
+        return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC))
+                         for f in frames])  # fmt: skip
+
+
 class TorchResizeProcessor:
     """Reference only: resize with torch's uint8 antialiased interpolate, then the dataset's normalisation."""
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
+        self.affine = processor.affine
 
-    def __call__(self, frames: Any):
+    def resize(self, frames: Any):
         import numpy as np
         import torch
         import torch.nn.functional as F
@@ -76,7 +98,10 @@ class TorchResizeProcessor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [t, 3, h, w] uint8
         if self.processor.size is not None and tuple(x.shape[-2:]) != self.processor.size:
             x = F.interpolate(x, size=self.processor.size, mode=self.processor.resample, antialias=True)
-        return self.processor.normalize(x)
+        return x
+
+    def __call__(self, frames: Any):
+        return self.processor.normalize(self.resize(frames))
 
 
 def _frames(item: Any) -> int:
@@ -160,6 +185,10 @@ def build_datasets(args: argparse.Namespace, data_file: Path, models: Path) -> d
     if fast.batch_processor is None:
         raise SystemExit("the batched preprocessing did not engage for SigLIP's processor settings")
     datasets = {"dataset": fast}
+    if not fast.normalize_in_model:
+        raise SystemExit("the dataset did not engage normalize_in_model")
+    if not args.skip_float:
+        datasets["dataset_float32"] = VideoCCAMDataset(**common, normalize_in_model=False)
     if not args.skip_hf:
         datasets["dataset_hf_processor"] = VideoCCAMDataset(**common, fast_image_processing=False)
     if args.with_torch_resize:
@@ -171,6 +200,8 @@ def build_datasets(args: argparse.Namespace, data_file: Path, models: Path) -> d
         clip = fast.frame_sampling.load(sample.media_path, "video", sample.num_frames, output="numpy")
         items.append((str(sample.media_path), clip.indices))
     datasets["raw_decord"] = RawDecord(items, args.decode_threads)
+    if args.with_decode_resize:
+        datasets["raw_decord_pil_resize"] = RawDecordResize(items, args.decode_threads, fast.batch_processor.size)
     return datasets
 
 
@@ -213,7 +244,7 @@ def measure(datasets: dict[str, Any], repeats: int, num_workers: int) -> dict[st
     for r in range(2):
         for name in names if r % 2 == 0 else names[::-1]:
             # the dataset goes through the training collate (shared-memory batches), raw decord returns arrays
-            collate = _first if name == "raw_decord" else videoccam_collate_fn
+            collate = _first if name.startswith("raw_decord") else videoccam_collate_fn
             loader = torch.utils.data.DataLoader(datasets[name], batch_size=1, num_workers=num_workers,
                                                  sampler=order, collate_fn=collate)  # fmt: skip
             cpu, start = _cpu_seconds(), time.perf_counter()
@@ -249,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch intra-op threads (DataLoader workers use 1; default %(default)s)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="passes over the videos")
     parser.add_argument("--skip-hf", action="store_true", help="do not measure the HF image processor path")
+    parser.add_argument("--skip-float", action="store_true",
+                        help="do not measure the dataset normalising to float32 in the loader")
+    parser.add_argument("--with-decode-resize", action="store_true",
+                        help="also measure raw decord + PIL resize only (the floor of an exact loader)")
     parser.add_argument("--with-torch-resize", action="store_true",
                         help="also measure the dataset with torch's uint8 resize (the pre-issue-9 path)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -280,6 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "dataset_hf_processor" in rate:
         print(f"  ratio with the HF image processor instead: {rate['dataset_hf_processor'] / rate['raw_decord']:.2f} "
               f"(wall), {cpu_rate['dataset_hf_processor'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
+    if "dataset_float32" in rate:
+        print(f"  ratio with float32 pixel values from the loader (before issue 12): "
+              f"{rate['dataset_float32'] / rate['raw_decord']:.2f} (wall), "
+              f"{cpu_rate['dataset_float32'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
+    if "raw_decord_pil_resize" in rate:
+        print(f"  ratio of raw decord + PIL resize alone (floor of an exact loader): "
+              f"{rate['raw_decord_pil_resize'] / rate['raw_decord']:.2f} (wall), "
+              f"{cpu_rate['raw_decord_pil_resize'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
     if "dataset_torch_resize" in rate:
         print(f"  ratio with torch's uint8 resize instead of PIL's: "
               f"{rate['dataset_torch_resize'] / rate['raw_decord']:.2f} (wall), "

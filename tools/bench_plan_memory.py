@@ -139,7 +139,9 @@ def measure(spec: dict) -> list[dict]:
             attention_mask[row, :n] = 1
         return {"data": {
             "input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-            "pixel_values": torch.randn(batch * frames, 3, size, size), "num_frames": [frames] * batch,
+            # resized uint8 frames and their normalisation, as VideoCCAMDataset and its collate give them
+            "pixel_values": torch.randint(0, 256, (batch * frames, 3, size, size), dtype=torch.uint8),
+            "pixel_affine": torch.tensor([[1 / 127.5] * 3, [-1.0] * 3]), "num_frames": [frames] * batch,
         }, "data_samples": None}  # fmt: skip
 
     def build(options: dict):

@@ -1,15 +1,46 @@
 """Run `xtuner train` in this process, with the CPU-compatibility shim, and return its real exit status.
 
 Same arguments as `xtuner train` (config, --work-dir, --deepspeed, --resume, --seed, --cfg-options,
---launcher). The stock `xtuner` CLI starts training in a subprocess and exits 0 even when it failed; this
+--launcher), plus `--feature-cache DIR`: stage 1 with the frozen-SigLIP feature cache in DIR
+(videoccam/dataset/feature_cache.py; fill it first with tools/precompute_features.py, or let the first epoch
+fill it). The stock `xtuner` CLI starts training in a subprocess and exits 0 even when it failed; this
 wrapper does not. Multi-process: `torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch`.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 from videoccam import xtuner_compat
+
+
+def with_feature_cache(argv: list[str], folder: str) -> list[str]:
+    """``argv`` without ``--feature-cache DIR``: the config, with its ``--cfg-options``, dumped to ``folder`` (same
+    file name, so the default work dir is unchanged) with the cache on; other arguments as they were.
+
+    Raises:
+        ValueError: if the config trains its vision tower (see ``enable_feature_cache``).
+    """
+    if "--feature-cache" not in argv:
+        return argv
+    from videoccam.cli import parse_cfg_options
+    from videoccam.config import load_config
+    from videoccam.dataset.feature_cache import enable_feature_cache
+
+    i = argv.index("--feature-cache")
+    cache_dir, rest = argv[i + 1], argv[:i] + argv[i + 2 :]
+    options = []
+    if "--cfg-options" in rest:
+        j = rest.index("--cfg-options") + 1
+        while j < len(rest) and not rest[j].startswith("--"):
+            options.append(rest[j])
+            j += 1
+    cfg = enable_feature_cache(load_config(rest[0], parse_cfg_options(options)), cache_dir)
+    dumped = Path(folder) / Path(rest[0]).name
+    cfg.dump(str(dumped))
+    return [str(dumped), *rest[1:]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
+    folder = tempfile.TemporaryDirectory(prefix="videoccam_train_")
+    try:
+        argv = with_feature_cache(argv, folder.name)
+    except ValueError as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 2
     saved = sys.argv
     sys.argv = ["xtuner-train", *argv]
     try:
@@ -27,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     finally:
         sys.argv = saved
+        folder.cleanup()
     return 0
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ LoRA adapter sizes and the projector come from those skeletons; memory is then c
 * **activations**: the tensors autograd saves for backward, counted per token for each layer type from the
   operations transformers 4.48, peft and this project's projector run (listed in :func:`llm_layer_bytes`,
   :func:`vision_layer_bytes`, :func:`projector_bytes`), with and without activation checkpointing, plus the
-  peaks of the loss (logits over the vocabulary at the answer positions, upcast to fp32) and of one recomputed layer in backward;
+  peaks of the loss (logits over the vocabulary at the answer positions, upcast to fp32; with the model's
+  ``loss_chunk_size`` only one chunk of answer tokens at a time) and of one recomputed layer in backward;
 * fixed costs: DeepSpeed's communication buckets and a runtime allowance (CUDA context, NCCL, allocator).
 
 The frozen LLM still keeps activations in stage 1: the loss is back-propagated through it into the projector.
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from videoccam.model.chunked_loss import DEFAULT_LOSS_CHUNK_SIZE
 from videoccam.model.gpu_options import requested_quantization_bits
 
 GIB = 1024**3
@@ -245,6 +247,28 @@ def vision_layer_bytes(arch: Mapping[str, int], prec: Precision, lora_in: list[i
     return base + lora
 
 
+def _cross_attention_pairs(cfg: Mapping[str, Any], frames: int, patches: int) -> tuple[int, int]:
+    """(query x key pairs the cross-attention computes, pairs covered by a boolean mask) for one video.
+
+    Dense: every pair, all masked when the CCAM mask is on and the video has several frames. Block-sparse (what
+    ``auto`` picks for large videos with the mask on): each query block's visible prefix, masked only in staircase
+    blocks.
+    """
+    from videoccam.model.hf.ccam_projector import _BLOCKS_MIN_PAIRS, _batched_query_frame_index, _query_block_plan
+
+    q, keys = cfg["num_queries"], frames * patches
+    causal = cfg.get("causal_mask", True)
+    impl = cfg.get("cross_attention", "auto")
+    if impl == "auto":
+        impl = "blocks" if causal and frames > 1 and q * keys >= _BLOCKS_MIN_PAIRS else "dense"
+    if impl == "dense" or not causal:
+        return q * keys, (q * keys if causal and frames > 1 else 0)
+    tau = _batched_query_frame_index(q, torch.tensor([frames]), cfg.get("mask_mode", "floor"))
+    plan = _query_block_plan(tau, cfg.get("query_blocks", 4))
+    visible = sum((q1 - q0) * f * patches for q0, q1, f, _ in plan)
+    return visible, sum((q1 - q0) * f * patches for q0, q1, f, masked in plan if masked)
+
+
 def projector_bytes(cfg: Mapping[str, Any], videos: int, frames: int, patches: int, prec: Precision,
                     device: str, checkpointing: bool) -> dict[str, int]:
     """Bytes the CCAM projector keeps for backward for ``videos`` videos of ``frames`` frames (all trainable).
@@ -253,7 +277,7 @@ def projector_bytes(cfg: Mapping[str, Any], videos: int, frames: int, patches: i
     attention outputs (o_proj inputs), SwiGLU (4 x intermediate: gate, silu, up, product) and 3 dropout masks;
     per key: the K and V projections (the frame features themselves are counted with the vision tower); the
     boolean CCAM masks and their float copies made by SDPA (shared by the batch when all videos have the same
-    frame count). With checkpointing only each block's query input is kept, plus one block recomputed in
+    frame count; with the block-sparse cross-attention only its staircase blocks have masks). With checkpointing only each block's query input is kept, plus one block recomputed in
     backward. On CPU, attention with dropout runs the math kernel and keeps the scores (h x q x k) in fp32.
     """
     q, e, inter, heads = cfg["num_queries"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_heads"]
@@ -266,11 +290,12 @@ def projector_bytes(cfg: Mapping[str, Any], videos: int, frames: int, patches: i
     if self_attn:
         per_query += act * 7 * e + mask * e  # norm in + out, q, k, v, SDPA out, merged; mask
     per_block = videos * (q * per_query + keys * act * 2 * e)  # + K and V of every key
-    bool_masks = q * keys + (q * q if self_attn else 0)  # built once per forward (batch-shared if uniform)
+    visible, masked = _cross_attention_pairs(cfg, frames, patches)
+    bool_masks = masked + (q * q if self_attn and frames > 1 else 0)  # built once per forward (batch-shared)
     float_masks = act * bool_masks  # SDPA's float copy of each boolean mask, saved for backward
     attention_dropout = cfg.get("attention_dropout", 0.0)
     if device == "cpu" and attention_dropout > 0:  # math kernel: scores, softmax, dropout mask, dropped probs
-        per_block += videos * heads * q * keys * 4 * 3 + (videos * heads * q * q * 4 * 3 if self_attn else 0)
+        per_block += videos * heads * visible * 4 * 3 + (videos * heads * q * q * 4 * 3 if self_attn else 0)
     final = videos * q * act * 2 * e  # final LayerNorm input, output_proj input
     if checkpointing:
         return {"saved": depth * videos * q * act * e + final + bool_masks,
@@ -388,6 +413,7 @@ class _Setup:
     num_queries: int
     max_length: int
     chunk: int
+    loss_chunk: int | None
     used_vision_layers: int
     vision_trainable: bool
     llm_lora: dict[str, Any] | None
@@ -513,6 +539,7 @@ def _read_setup(cfg: Any, gpus: int, zero: int, offload: bool, batch_size: int |
         frames=int(frames or dataset.get("num_frames", 16)), media=media_per_sample, text_tokens=int(text_tokens),
         answer_tokens=int(answer_tokens),
         num_queries=num_queries, max_length=max_length, chunk=int(model_cfg.get("vision_chunk_size", 64)),
+        loss_chunk=model_cfg.get("loss_chunk_size", DEFAULT_LOSS_CHUNK_SIZE),
         used_vision_layers=used_vision_layers, vision_trainable=not model_cfg.get("freeze_visual_encoder", True),
         llm_lora=llm_lora, vis_lora=vis_lora,
         llm_targets=lora_targets(llm, llm_lora, None) if llm_lora else [],
@@ -665,9 +692,24 @@ def _llm_activations(s: _Setup, llm_prec: Precision) -> dict[str, Any]:
         "note": llm_note,
         "backward": tokens * a * (3 * h + 3 * inter),  # gradients of one layer's output, attention and MLP tensors
         "causal_mask": s.batch * s.tokens_per_sample**2 * a if s.attn == "sdpa" else 0,
-        # VideoCCAMModel builds logits for labelled (answer) positions only: logits, fp32 copy, log-softmax, grad
-        "logits": s.batch * s.answer_tokens * cfg.vocab_size * (12 + (a if a != 4 else 0)),
+        "logits": _loss_bytes(s, cfg.vocab_size, a),
     }
+
+
+def _loss_bytes(s: _Setup, vocab: int, act: int) -> int:
+    """Peak bytes of the loss over the answer positions (VideoCCAMModel builds logits for those only).
+
+    Plain (``loss_chunk_size=None``): the fp32 log-softmax of every answer token kept for backward, then its
+    gradient and the logits' gradient: 12 bytes per logit, plus the logits in the model dtype when it is not
+    fp32. Chunked (``videoccam.model.chunked_loss``): the same per logit, for one chunk of answer tokens at a
+    time (its recomputed logits, their log-softmax and both gradients). ``tools/bench_loss.py`` measured 12.0
+    (plain) and 12.3 (chunked) bytes per logit on CPU in fp32.
+    """
+    extra = act if act != 4 else 0
+    rows = s.batch * s.answer_tokens
+    if s.loss_chunk:
+        rows = min(int(s.loss_chunk), rows)
+    return rows * vocab * (12 + extra)
 
 
 def _vision_activations(s: _Setup, vis_prec: Precision) -> dict[str, Any]:
@@ -702,9 +744,17 @@ def _vision_activations(s: _Setup, vis_prec: Precision) -> dict[str, Any]:
         "note": vis_note,
         # the last chunk's forward keeps every hidden state (output_hidden_states) and one layer's work
         "forward": chunk_tokens * va * ((vcfg.num_hidden_layers + 1) * c + 4 * c + v_inter) + features,
-        "pixel_values": pixels * 4,  # the collated fp32 batch lives through the step
-        "pixel_cast": pixels * va if va != 4 else 0,  # its .to(dtype) copy during the vision forward
+        "pixel_values": pixels,  # the collated uint8 batch lives through the step (the model normalises it)
+        "pixel_cast": pixels * 4 + (pixels * va if va != 4 else 0),  # fp32 normalised copy, its .to(dtype) copy
     }
+
+
+def _loss_note(s: _Setup) -> str:
+    rows = s.batch * s.answer_tokens
+    if s.loss_chunk:
+        return (f"chunks of {min(int(s.loss_chunk), rows)} of the {s.batch} x {s.answer_tokens} answer tokens x "
+                f"{s.llm_config.vocab_size} vocab")
+    return f"{s.batch} x {s.answer_tokens} answer tokens x {s.llm_config.vocab_size} vocab, all at once"
 
 
 def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
@@ -735,10 +785,9 @@ def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
         Row("activations", "SigLIP", vis["saved"], vis["note"]),
         Row("activations", "CCAM projector", proj["saved"],
             f"{s.videos} video(s): {s.num_queries} queries x {s.frames * s.patches} keys"),
-        Row("activations", "inputs (pixel values, fp32)", pixel_values, f"{s.total_frames} frames"),
+        Row("activations", "inputs (pixel values, uint8)", pixel_values, f"{s.total_frames} frames"),
         Row("activations", f"peak working memory: {peak_phase}", max(phases[peak_phase] - saved, 0),
-            f"logits {logits / GIB:.2f} GiB ({s.batch} x {s.answer_tokens} answer tokens x "
-            f"{s.llm_config.vocab_size} vocab); one LLM layer "
+            f"loss {logits / GIB:.2f} GiB ({_loss_note(s)}); one LLM layer "
             f"{(llm['recompute'] + llm['backward']) / GIB:.2f} GiB"),
     ]  # fmt: skip
     facts = {

@@ -100,8 +100,12 @@ def write_counter_video(path: Path, num_frames: int = 100, fps: int = 25) -> Non
 
 
 def read_counter(pixel_values) -> list[int]:
-    """Frame numbers shown by ``[t, 3, 64, 64]`` normalised frames of a counter video (bright block = 1)."""
-    values = np.asarray(pixel_values, dtype=np.float32).mean(axis=1)  # [t, 64, 64], in [-1, 1]
+    """Frame numbers shown by ``[t, 3, 64, 64]`` frames of a counter video (bright block = 1): normalised float
+    frames in [-1, 1] or the dataset's uint8 frames (``normalize_in_model``)."""
+    values = np.asarray(pixel_values, dtype=np.float32)
+    if np.asarray(pixel_values).dtype == np.uint8:
+        values = values / 127.5 - 1.0
+    values = values.mean(axis=1)  # [t, 64, 64], in [-1, 1]
     return [
         sum(1 << bit for bit in range(7) if frame[4:28, bit * 8 + 2 : bit * 8 + 6].mean() > 0) for frame in values
     ]

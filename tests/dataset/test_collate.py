@@ -5,6 +5,7 @@ End to end through the dataset and DataLoader workers: tests/dataset/test_datase
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from videoccam.dataset.collate import concat_frames, videoccam_collate_fn
@@ -45,3 +46,17 @@ def test_concat_frames_keeps_the_memory_layout():
     assert out.is_contiguous(memory_format=torch.channels_last)
     single = torch.randn(1, 3, 4, 4)
     assert concat_frames([single]) is single  # outside a worker one item is not copied
+
+
+def test_uint8_frames_carry_their_normalisation_and_mixing_is_an_error():
+    affine = torch.tensor([[2 / 255] * 3, [-1.0] * 3])
+    video = {"input_ids": [1], "labels": [1], "pixel_values": torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
+             "pixel_affine": affine}  # fmt: skip
+    image = dict(video, pixel_values=torch.full((1, 3, 4, 4), 255, dtype=torch.uint8))
+    data = videoccam_collate_fn([video, {"input_ids": [2], "labels": [2]}, image])["data"]
+    assert data["pixel_values"].dtype == torch.uint8 and data["num_frames"] == [2, 1]
+    assert torch.equal(data["pixel_affine"], affine)
+    floats = {"input_ids": [1], "labels": [1], "pixel_values": torch.zeros(1, 3, 4, 4)}
+    for other in (floats, dict(image, pixel_affine=affine * 2)):
+        with pytest.raises(ValueError, match="mixes uint8 frames"):
+            videoccam_collate_fn([video, other])

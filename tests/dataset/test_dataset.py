@@ -17,6 +17,7 @@ from videoccam.dataset.collate import videoccam_collate_fn
 from videoccam.dataset.dataset import VideoCCAMDataset
 from videoccam.dataset.records import RecordError, load_records
 from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from videoccam.model.videoccam_model import normalize_pixels
 
 NUM_QUERIES, MAX_LENGTH = 32, 512
 
@@ -113,6 +114,8 @@ RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
 
 
 def _colours(pixel_values: torch.Tensor) -> list[tuple[int, int, int]]:
+    if pixel_values.dtype == torch.uint8:  # the dataset's resized frames (normalize_in_model)
+        pixel_values = pixel_values.float() / 127.5 - 1
     rgb = ((pixel_values.mean(dim=(2, 3)) + 1) * 127.5).round().to(torch.int64)  # [t, 3]
     return [tuple(int(round(c / 255) * 255) for c in row) for row in rgb.tolist()]
 
@@ -154,9 +157,29 @@ def test_batched_preprocessing_matches_the_image_processor(make_dataset, built_c
     for i, sample in enumerate(fast.samples):
         if sample.kind == "text" or sample.index in corpus.BAD:
             continue
-        a, b = fast[i]["pixel_values"], slow[i]["pixel_values"]
+        item = fast[i]
+        assert item["pixel_values"].dtype == torch.uint8 and torch.equal(item["pixel_affine"], fast.batch_processor.affine)
+        a, b = normalize_pixels(item["pixel_values"], item["pixel_affine"]), slow[i]["pixel_values"]
         assert a.shape == b.shape and a.dtype == b.dtype == torch.float32
         torch.testing.assert_close(a, b, atol=4 / 255 + 1e-6, rtol=0)  # at most 2 uint8 steps (std 0.5)
+
+
+def test_uint8_frames_from_workers_equal_the_in_process_pixel_values(make_dataset, built_corpus):
+    """Workers return resized uint8 frames; normalised on the model's side they are the in-process float values."""
+    in_process = make_dataset(built_corpus / "corpus.jsonl", on_error="skip", normalize_in_model=False)
+    workers = make_dataset(built_corpus / "corpus.jsonl", on_error="skip")
+    assert not in_process.normalize_in_model and workers.normalize_in_model
+    loader = torch.utils.data.DataLoader(workers, batch_size=3, num_workers=2, collate_fn=videoccam_collate_fn)
+    for start, batch in zip(range(0, len(workers), 3), loader):
+        data = batch["data"]
+        if data.get("pixel_values") is None:
+            continue
+        assert data["pixel_values"].dtype == torch.uint8 and data["pixel_values"].is_shared()
+        expected = videoccam_collate_fn([in_process[i] for i in range(start, min(start + 3, len(workers)))])["data"]
+        assert expected["pixel_values"].dtype == torch.float32 and "pixel_affine" not in expected
+        assert data["num_frames"] == expected["num_frames"]
+        torch.testing.assert_close(normalize_pixels(data["pixel_values"], data["pixel_affine"]),
+                                   expected["pixel_values"], rtol=0, atol=1e-6)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------

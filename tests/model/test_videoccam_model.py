@@ -212,6 +212,45 @@ def test_answer_only_loss_equals_the_llms_full_loss(tiny_models, stage):
     torch.testing.assert_close(loss, full, atol=1e-5, rtol=1e-5)
 
 
+def test_uint8_frames_are_normalised_in_the_model_to_the_same_loss(tiny_models):
+    """Frames as the dataset gives them (resized uint8 + pixel_affine) train exactly like normalised floats."""
+    model = build(tiny_models, stage=2).train()
+    data = batch([2, None, 5])
+    torch.manual_seed(3)
+    frames = torch.randint(0, 256, data["pixel_values"].shape, dtype=torch.uint8)
+    affine = torch.tensor([[1 / 127.5] * 3, [-1.0] * 3])  # SigLIP: (x / 255 - 0.5) / 0.5
+    floats = model(dict(data, pixel_values=frames.float() * affine[0, 0] + affine[1, 0]), mode="loss")["loss"]
+    uint8 = model(dict(data, pixel_values=frames, pixel_affine=affine), mode="loss")["loss"]
+    torch.testing.assert_close(uint8, floats, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="no pixel_affine"):
+        model(dict(data, pixel_values=frames), mode="loss")
+
+
+@pytest.mark.parametrize("setup", ["stage2", "full_llm"])
+def test_chunked_loss_equals_the_plain_loss_and_gradients(tiny_models, setup):
+    """loss_chunk_size (the default) vs None: the same loss, loss_divisor too, and the same gradient everywhere."""
+    kwargs = dict(stage=2) if setup == "stage2" else dict(stage=1, freeze_llm=False)  # full_llm: the head trains
+    chunked = build(tiny_models, loss_chunk_size=2, **kwargs)
+    plain = build(tiny_models, loss_chunk_size=None, **kwargs)
+    plain.load_state_dict(chunked.state_dict(), strict=False)
+    data = batch([2, None, 5])
+    results = []
+    for model in (chunked, plain):
+        model.train()
+        losses = [model(data, mode="loss")["loss"], model(dict(data, loss_divisor=7.0), mode="loss")["loss"]]
+        (losses[0] + losses[1]).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((losses, grads))
+    (chunked_losses, chunked_grads), (plain_losses, plain_grads) = results
+    for a, b in zip(chunked_losses, plain_losses):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert chunked_grads.keys() == plain_grads.keys()
+    if setup == "full_llm":
+        assert "llm.lm_head.weight" in chunked_grads
+    for name, grad in chunked_grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # bf16 towers: the trainable weights are fp32 masters (issue 9)
 # ----------------------------------------------------------------------------------------------------------------

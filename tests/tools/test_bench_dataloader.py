@@ -18,4 +18,5 @@ def test_bench_prints_the_ratio(tiny_models, tmp_path, capsys):
     assert status == 0
     assert "ratio dataset / raw decord:" in out and "dataset_hf_processor" in out
     result = json.loads(figures.read_text())
-    assert result["ratio"] > 0 and set(result["frames_per_s"]) == {"dataset", "dataset_hf_processor", "raw_decord"}
+    assert result["ratio"] > 0 and set(result["frames_per_s"]) == {
+        "dataset", "dataset_float32", "dataset_hf_processor", "raw_decord"}

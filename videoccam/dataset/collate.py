@@ -2,7 +2,9 @@
 
 A batch may mix videos of any frame count, images (one frame) and text-only samples; the frames of all media
 items are concatenated into one ``[f, 3, h, w]`` tensor and ``num_frames`` says how many belong to each item,
-which is what :class:`~videoccam.model.videoccam_model.VideoCCAMModel` and the projector take.
+which is what :class:`~videoccam.model.videoccam_model.VideoCCAMModel` and the projector take. Frames stay in
+the dtype the dataset gives: resized uint8 frames (a quarter of float32's bytes through DataLoader workers' shared
+memory) travel with the ``pixel_affine`` that the model normalises them with on its device.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ __all__ = ["concat_frames", "videoccam_collate_fn"]
 
 
 def concat_frames(frames: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat`` of per-sample ``[t, 3, h, w]`` frames into ``[f, 3, h, w]``, keeping the memory layout.
+    """``torch.cat`` of per-sample ``[t, ...]`` frames (or features) into ``[f, ...]``, keeping the memory layout.
 
     Inside a DataLoader worker the result is allocated in shared memory, as torch's ``default_collate`` does,
     so that handing the batch to the training process copies nothing (a float32 16-frame 384x384 clip is
@@ -44,7 +46,10 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
 
     Returns:
         ``{"data": {input_ids [b, l], attention_mask [b, l], labels [b, l], pixel_values [f, 3, h, w] or None,
-        num_frames list[int] (one per media item, in batch order), skipped list[dict]}, "data_samples": None}``.
+        num_frames list[int] (one per media item, in batch order), skipped list[dict]}, "data_samples": None}``;
+        with uint8 frames (the dataset's ``normalize_in_model``) also ``pixel_affine`` [2, 3], the per-channel
+        scale and offset the model normalises them with; with a feature cache ``visual_features`` [f, p, c]
+        instead of frames (``pixel_values`` None).
         Instances marked ``skipped`` by the dataset are dropped here and listed under ``skipped``.
     """
     kept = [x for x in instances if "skipped" not in x]
@@ -60,12 +65,38 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
             input_ids[row, :n] = torch.as_tensor(x["input_ids"])
             labels[row, :n] = torch.as_tensor(x["labels"])
             attention_mask[row, :n] = 1
-        frames = [x["pixel_values"] for x in kept if "pixel_values" in x]
+        media = [x for x in kept if "pixel_values" in x]
+        frames = [x["pixel_values"] for x in media]
+        features = [x["visual_features"] for x in kept if "visual_features" in x]
+        if frames and features:
+            raise ValueError("a batch mixes frames (pixel_values) and cached features (visual_features)")
+        affine = _pixel_affine(media)  # checked before concatenating frames of different dtypes
         data.update(
             input_ids=input_ids,
             labels=labels,
             attention_mask=attention_mask,
             pixel_values=concat_frames(frames) if frames else None,
-            num_frames=[f.shape[0] for f in frames],
+            num_frames=[f.shape[0] for f in frames or features],
         )
+        if features:  # a feature cache (stage 1): the model skips the vision tower
+            data["visual_features"] = concat_frames(features)
+        if affine is not None:
+            data["pixel_affine"] = affine
     return {"data": data, "data_samples": None}
+
+
+def _pixel_affine(media: list[dict[str, Any]]) -> torch.Tensor | None:
+    """The one normalisation of a batch of uint8 frames (``pixel_affine`` of the items), or None for float frames.
+
+    Raises:
+        ValueError: if uint8 and float frames, or uint8 frames with different normalisations, share a batch.
+    """
+    affines = [x.get("pixel_affine") for x in media]
+    if all(a is None for a in affines):
+        return None
+    if any(a is None for a in affines) or any(not torch.equal(a, affines[0]) for a in affines[1:]):
+        raise ValueError(
+            "a batch mixes uint8 frames (with pixel_affine) and normalised frames, or uint8 frames with different "
+            "normalisations; build every dataset of a run with the same image processor and normalize_in_model"
+        )
+    return affines[0]

@@ -16,16 +16,19 @@ cannot be decoded) make ``__getitem__`` return a ``{"skipped": ...}`` marker tha
 Construction checks everything that needs no decoding, so ``raise`` stops before the first step on every such
 problem, in file order; ``tools/validate_data.py`` also decodes every sample, with the same code.
 
-Frames are decoded straight to numpy, resized with PIL (the image processor's own resize, so training sees
-the pixels ``chat()`` and evaluation see) and rescaled / normalised per clip in torch
-(:mod:`.frame_processing`) when the image processor allows it (SigLIP's does); other processors are called
-as they are (``tools/bench_dataloader.py`` measures both against raw decord).
+Frames are decoded straight to numpy and resized with PIL (the image processor's own resize, so training sees
+the pixels ``chat()`` and evaluation see) when the image processor allows it (SigLIP's does); items then hold
+the resized uint8 frames and the rescale / normalisation (``pixel_affine``) that the model applies on its device
+(``normalize_in_model``; or per clip in torch here, :mod:`.frame_processing`). Other processors are called as
+they are (``tools/bench_dataloader.py`` measures these paths against raw decord).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,8 @@ from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from videoccam.config import build_from_cfg
+from videoccam.config import build_from_cfg, resolve_template
+from videoccam.dataset.feature_cache import VisionFeatureCache
 from videoccam.dataset.frame_processing import BatchFrameProcessor
 from videoccam.dataset.records import (
     RecordError,
@@ -161,6 +165,15 @@ class VideoCCAMDataset(Dataset):
         fast_image_processing: preprocess clips with :class:`BatchFrameProcessor` (PIL resize, batched torch
             normalisation; the same values as the processor) when the image processor's steps allow it;
             ``False`` always calls the image processor on PIL frames.
+        feature_cache: a :class:`~videoccam.dataset.feature_cache.VisionFeatureCache`, its builder dict or a dict
+            of its arguments (``enable_feature_cache`` sets one in a config):
+            media items then hold their frozen vision tower's ``visual_features`` [t, p, c] from the cache
+            (computed and stored on a miss) instead of frames; stage 1 only (the model checks).
+        normalize_in_model: with the batched preprocessing, items hold the resized **uint8** frames and their
+            normalisation (``pixel_affine``, [2, 3]) instead of float32 ``pixel_values``; ``VideoCCAMModel``
+            normalises them on its device to the same values. A quarter of the bytes through DataLoader workers'
+            shared memory and no float pass in the workers (``tools/bench_dataloader.py``). ``False`` gives
+            float32 ``pixel_values`` as the image processor does.
     """
 
     def __init__(
@@ -183,13 +196,15 @@ class VideoCCAMDataset(Dataset):
         video_backend: str = "auto",
         check_files: bool = True,
         fast_image_processing: bool = True,
+        normalize_in_model: bool = True,
+        feature_cache: Any = None,
     ) -> None:
         max_frames = _check_arguments(on_error, sampling, num_frames, max_frames, num_queries)
         self.source = str(data_path)
         self.data_root = Path(data_root) if data_root is not None else Path(data_path).parent
         self.tokenizer = build_from_cfg(tokenizer)
         self.image_processor = build_from_cfg(image_processor)
-        self.template = template
+        self.template = resolve_template(template)  # a dumped config holds its import path
         self.num_queries = num_queries
         self.max_length = max_length
         self.num_frames = num_frames
@@ -210,6 +225,10 @@ class VideoCCAMDataset(Dataset):
         self.batch_processor = (
             BatchFrameProcessor.from_image_processor(self.image_processor) if fast_image_processing else None
         )
+        self.normalize_in_model = normalize_in_model and self.batch_processor is not None
+        if isinstance(feature_cache, Mapping) and "type" not in feature_cache:  # VisionFeatureCache's arguments
+            feature_cache = VisionFeatureCache(**feature_cache)
+        self.feature_cache = build_from_cfg(feature_cache)
 
         records = load_records(data_path, on_error=on_error)
         if max_dataset_length is not None:
@@ -288,26 +307,71 @@ class VideoCCAMDataset(Dataset):
         clip = self.frame_sampling.load(sample.media_path, sample.kind, sample.num_frames, output=output)
         return clip.frames
 
-    def load_pixel_values(self, sample: Sample) -> torch.Tensor:
-        """Decoded and preprocessed frames of a media sample, ``[t, 3, H, W]`` float32.
+    def _media_error(self, sample: Sample, error: MediaLoadError) -> RecordError:
+        category = media_error_category(sample.media_path)
+        return RecordError(self.source, sample.index, sample.record_id, str(error), category)
 
-        Raises:
-            RecordError: The media cannot be read (``media_*`` categories), or gives more frames than
-                ``num_queries`` (``too_many_frames``).
-        """
+    def _load_clip(self, sample: Sample, normalize: bool) -> tuple[torch.Tensor, list[int]]:
+        """(preprocessed frames, their indices); uint8 frames when ``not normalize`` and the batched path runs."""
         try:
-            frames = self.load_frames(sample, output="numpy" if self.batch_processor is not None else "pil")
+            output = "numpy" if self.batch_processor is not None else "pil"
+            clip = self.frame_sampling.load(sample.media_path, sample.kind, sample.num_frames, output=output)
         except MediaLoadError as e:
-            category = media_error_category(sample.media_path)
-            raise RecordError(self.source, sample.index, sample.record_id, str(e), category) from e
+            raise self._media_error(sample, e) from e
+        frames, indices = clip.frames, clip.indices
         if len(frames) > self.num_queries:
             raise RecordError(
                 self.source, sample.index, sample.record_id,
                 f"{sample.media_path}: {len(frames)} frames > num_queries={self.num_queries}", "too_many_frames",
             )  # fmt: skip
         if self.batch_processor is not None:
-            return self.batch_processor(frames)
-        return self.image_processor(frames, return_tensors="pt")["pixel_values"]
+            resized = self.batch_processor.resize(frames)  # uint8
+            return (self.batch_processor.normalize(resized) if normalize else resized), indices
+        return self.image_processor(frames, return_tensors="pt")["pixel_values"], indices
+
+    def load_pixel_values(self, sample: Sample) -> torch.Tensor:
+        """Decoded and preprocessed frames of a media sample: ``[t, 3, H, W]`` float32, or resized uint8 frames
+        when :attr:`normalize_in_model` (normalised by ``self.batch_processor.normalize`` or the model).
+
+        Raises:
+            RecordError: The media cannot be read (``media_*`` categories), or gives more frames than
+                ``num_queries`` (``too_many_frames``).
+        """
+        return self._load_clip(sample, normalize=not self.normalize_in_model)[0]
+
+    def _preprocessing(self) -> dict[str, Any]:
+        """The image processor's settings, part of a cached feature's key (read once)."""
+        if getattr(self, "_preprocessing_settings", None) is None:
+            to_dict = getattr(self.image_processor, "to_dict", None)
+            settings = to_dict() if callable(to_dict) else vars(self.image_processor)
+            self._preprocessing_settings = {"class": type(self.image_processor).__name__,
+                                            **{k: v for k, v in settings.items() if k[0] != "_"}}  # fmt: skip
+        return self._preprocessing_settings
+
+    def load_visual_features(self, sample: Sample) -> torch.Tensor:
+        """The sample's frame features ``[t, p, c]`` from :attr:`feature_cache` (computed and stored on a miss).
+
+        The key holds the frame indices the sampler takes: those it took when the entry was stored, remembered
+        under the file's identity and the sampling settings (so a hit opens no video); on a miss the decoded
+        clip's own indices key the stored entry.
+
+        Raises:
+            RecordError: as :meth:`load_pixel_values`.
+        """
+        cache = self.feature_cache
+        sampling = {**dataclasses.asdict(self.frame_sampling), "num_threads": None, "kind": sample.kind,
+                    "record_num_frames": sample.num_frames}  # fmt: skip
+        indices = cache.load_indices(sample.media_path, sampling)  # written with every stored entry
+        if indices is not None:
+            features = cache.load(cache.key(sample.media_path, indices, self._preprocessing()))
+            if features is not None:
+                return features
+        # a miss: decode, and key the entry with the indices actually decoded
+        pixel_values, indices = self._load_clip(sample, normalize=True)
+        cache.store_indices(sample.media_path, sampling, indices)
+        key = cache.key(sample.media_path, indices, self._preprocessing())
+        metadata = {"media": str(sample.media_path), "indices": indices, "source": self.source}
+        return cache.get_or_compute(key, lambda: pixel_values, metadata)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         sample, tokens = self.samples[i], self.tokens[i]
@@ -319,7 +383,12 @@ class VideoCCAMDataset(Dataset):
         if sample.kind == "text":
             return item
         try:
-            item["pixel_values"] = self.load_pixel_values(sample)  # [t, 3, h, w]
+            if self.feature_cache is not None:
+                item["visual_features"] = self.load_visual_features(sample)  # [t, p, c]
+            else:
+                item["pixel_values"] = self.load_pixel_values(sample)  # [t, 3, h, w]
+                if self.normalize_in_model:
+                    item["pixel_affine"] = self.batch_processor.affine  # [2, 3]
         except RecordError as error:
             if self.on_error == "raise":
                 raise

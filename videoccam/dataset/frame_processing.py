@@ -159,6 +159,16 @@ class BatchFrameProcessor:
         resized = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return torch.from_numpy(resized).permute(0, 3, 1, 2)  # [t, 3, H, W], channels-last memory: no copy
 
+    @property
+    def affine(self) -> torch.Tensor:
+        """``[2, 3]`` float32: per-channel scale (row 0) and offset (row 1) of :meth:`normalize`.
+
+        ``frames.float() * scale + offset`` (per channel, in float32) is what :meth:`normalize` computes; the
+        dataset hands it to the model with uint8 frames so the model normalises on its own device
+        (``VideoCCAMModel``, ``data["pixel_affine"]``).
+        """
+        return torch.stack([self._scale.flatten(), self._bias.flatten()])
+
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         """Rescale and normalise resized uint8 frames (what :meth:`resize` returns) to the model's input.
 

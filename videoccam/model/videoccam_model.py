@@ -16,6 +16,11 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
   bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
 * trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
   without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+* ``data["visual_features"]`` (a stage-1 feature cache, ``videoccam.dataset.feature_cache``) replaces the
+  vision tower's output for the batch;
+* ``pixel_values`` may be uint8 (resized frames from the dataset, with their ``pixel_affine``): they are
+  normalised here, on the model's device (:func:`normalize_pixels`), so DataLoader workers move a quarter of the
+  bytes and do no float work;
 * with ``data["loss_divisor"]`` the loss is the summed token loss divided by it (set by
   ``videoccam.engine.loops.TokenMeanTrainLoop`` for a per-token mean over a whole optimizer step).
 
@@ -39,10 +44,31 @@ from xtuner.model.modules import dispatch_modules
 from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
 from xtuner.registry import BUILDER
 
+from videoccam.model.chunked_loss import DEFAULT_LOSS_CHUNK_SIZE, chunked_head_cross_entropy, num_loss_chunks
 from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
 from videoccam.model.hf.constants import IGNORE_INDEX
 from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
+
+
+def normalize_pixels(pixel_values: torch.Tensor, affine: torch.Tensor | None) -> torch.Tensor:
+    """uint8 frames ``[f, 3, h, w]`` to float32 model input: ``x * scale + offset`` per channel, in float32.
+
+    ``affine`` is the dataset's ``pixel_affine`` ([2, 3]: scale, offset; ``BatchFrameProcessor.affine``), so the
+    result equals what ``BatchFrameProcessor.normalize`` (and the image processor) gives, on any device.
+
+    Raises:
+        ValueError: without ``affine`` (uint8 frames need the normalisation they came with).
+    """
+    if affine is None:
+        raise ValueError(
+            "pixel_values are uint8 but the batch has no pixel_affine: uint8 frames come from VideoCCAMDataset "
+            "(normalize_in_model=True) through videoccam_collate_fn, which adds it; pass normalised float frames "
+            "otherwise"
+        )
+    affine = affine.to(device=pixel_values.device, dtype=torch.float32)
+    out = pixel_values.to(torch.float32)
+    return out.mul_(affine[0].view(1, 3, 1, 1)).add_(affine[1].view(1, 3, 1, 1))
 
 
 def _build(cfg_or_module: Any) -> Any:
@@ -99,6 +125,9 @@ class VideoCCAMModel(BaseModel):
         use_activation_checkpointing: gradient checkpointing in LLM, vision tower and projector.
         pretrained_pth: a checkpoint of an earlier stage (mmengine ``.pth`` file or DeepSpeed folder) whose
             trainable weights are loaded; every key in it must exist in this model.
+        loss_chunk_size: answer tokens per LM-head call of the loss (``videoccam.model.chunked_loss``: each
+            chunk's logits are recomputed in backward, so the loss never holds ``[answer tokens, vocab]`` logits);
+            None computes all answer tokens' logits at once.
     """
 
     def __init__(
@@ -114,10 +143,14 @@ class VideoCCAMModel(BaseModel):
         visual_encoder_lora: Any = None,
         use_activation_checkpointing: bool = True,
         pretrained_pth: str | None = None,
+        loss_chunk_size: int | None = DEFAULT_LOSS_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         if vision_chunk_size < 1:
             raise ValueError(f"vision_chunk_size must be >= 1, got {vision_chunk_size}")
+        if loss_chunk_size is not None and loss_chunk_size < 1:
+            raise ValueError(f"loss_chunk_size must be None or >= 1, got {loss_chunk_size}")
+        self.loss_chunk_size = loss_chunk_size
         # QLoRA / flash-attention on a machine without CUDA: fail here, before any weights are loaded
         check_gpu_only_options(llm, "model.llm")
         check_gpu_only_options(visual_encoder, "model.visual_encoder")
@@ -410,12 +443,19 @@ class VideoCCAMModel(BaseModel):
 
         Text-only batches run the vision tower and projector on one dummy frame in training mode (so DDP sees a
         gradient for every trainable weight). Under ZeRO-3 every rank also pads its number of vision-tower calls
-        (``ceil(frames / vision_chunk_size)``) to the largest over the ranks with dummy frames, and the projector
-        scans frames in a single chunk, so all ranks make the same module calls (see :meth:`_zero3_lockstep`).
+        (``ceil(frames / vision_chunk_size)``) to the largest over the ranks with dummy frames; the projector makes
+        the same module calls for any frame count, so all ranks make the same module calls (see
+        :meth:`_zero3_lockstep`).
         """
         pixel_values = data.get("pixel_values")
+        cached = data.get("visual_features")  # [f, p, c] from a feature cache (frozen tower, stage 1)
+        if cached is not None and (self.use_visual_encoder_lora or not self.freeze_visual_encoder):
+            raise ValueError(
+                "the batch holds cached vision features but this model trains its vision tower (LoRA or unfrozen): "
+                "its features change every step; use the feature cache only in stage 1"
+            )
         lockstep = self._zero3_lockstep()
-        if pixel_values is None and not self.training and not lockstep:
+        if pixel_values is None and cached is None and not self.training and not lockstep:
             return None, None
         dtype = self.visual_encoder.dtype
         device = self.llm.get_input_embeddings().weight.device
@@ -424,30 +464,36 @@ class VideoCCAMModel(BaseModel):
         def dummy_frame() -> torch.Tensor:
             return torch.zeros(1, 3, size, size, dtype=dtype, device=device)
 
-        frames = dummy_frame() if pixel_values is None else pixel_values.to(dtype)
+        if cached is not None:
+            frames = None
+        elif pixel_values is None:
+            frames = dummy_frame()
+        elif pixel_values.dtype == torch.uint8:  # resized frames from the dataset: normalise here, on the device
+            frames = normalize_pixels(pixel_values.to(device, non_blocking=True), data.get("pixel_affine")).to(dtype)
+        else:
+            frames = pixel_values.to(dtype)
         zero_terms = []  # outputs computed only to keep ranks in step; enter the loss with weight 0
-        projector_kwargs = {}
         padding_calls = 0
         if lockstep:
             # agree on the number of vision calls BEFORE making any: each call all-gathers weights, so a rank
             # still in its second chunk would wait forever for a rank already waiting in this all_reduce
-            calls = -(-frames.shape[0] // self.vision_chunk_size)
+            calls = 0 if frames is None else -(-frames.shape[0] // self.vision_chunk_size)
             most = torch.tensor(calls, device=device)
             dist.all_reduce(most, op=dist.ReduceOp.MAX)
             padding_calls = int(most) - calls
-            if getattr(self.projector.config, "frame_chunk_size", None) is not None:
-                # the chunked scan makes one K/V projection call per chunk of the longest video of the batch;
-                # a single chunk (num_queries >= frames of any video) makes that one call on every rank
-                projector_kwargs["frame_chunk_size"] = self.projector.config.num_queries
-        features = encode_frames(self.visual_encoder, frames, self.visual_select_layer, self.vision_chunk_size)
+            # the projector makes the same module calls whatever the frame counts (dense or block-sparse)
+        if frames is None:
+            features = cached.to(device)
+        else:
+            features = encode_frames(self.visual_encoder, frames, self.visual_select_layer, self.vision_chunk_size)
         for _ in range(padding_calls):
             padding = encode_frames(self.visual_encoder, dummy_frame(), self.visual_select_layer, 1)
             zero_terms.append(padding.sum() * 0.0)
-        if pixel_values is not None:
-            media = self.projector(features, list(data["num_frames"]), **projector_kwargs)
+        if pixel_values is not None or cached is not None:
+            media = self.projector(features, list(data["num_frames"]))
         else:
             media = None
-            zero_terms.append(self.projector(features, [1], **projector_kwargs).sum() * 0.0)
+            zero_terms.append(self.projector(features, [1]).sum() * 0.0)
         return media, (sum(zero_terms) if zero_terms else None)
 
     def _llm_inputs(self, data: Mapping[str, Any], with_labels: bool) -> tuple[dict, torch.Tensor | None]:
@@ -474,8 +520,10 @@ class VideoCCAMModel(BaseModel):
 
         Same value as the LLM's own ``labels=`` loss (mean over labelled tokens), but the [tokens, vocab] fp32
         logits are built for answer tokens only instead of every position: with 8k-token samples and a 152k
-        vocabulary that is several GiB per sample. Falls back to the LLM's loss for models whose head does more
-        than a projection (logit soft-capping).
+        vocabulary that is several GiB per sample. With ``loss_chunk_size`` (the default) they are built
+        ``loss_chunk_size`` tokens at a time and recomputed in backward (``videoccam.model.chunked_loss``), so not
+        even the answer tokens' logits exist at once. Falls back to the LLM's loss for models whose head does
+        more than a projection (logit soft-capping).
 
         Args:
             spliced: the output of :func:`splice_media_embeds` (with labels).
@@ -503,6 +551,19 @@ class VideoCCAMModel(BaseModel):
         ).last_hidden_state  # [b, l', d_l]
         targets = spliced["labels"][:, 1:]  # [b, l'-1]
         keep = targets != IGNORE_INDEX
+        if self.loss_chunk_size is not None:
+            answer_targets = targets[keep]  # [n]
+            count, min_chunks = answer_targets.numel(), 1
+            if self._zero3_lockstep():  # every rank makes the same number of head calls (see chunked_loss)
+                most = torch.tensor(num_loss_chunks(count, self.loss_chunk_size), device=hidden.device)
+                dist.all_reduce(most, op=dist.ReduceOp.MAX)
+                min_chunks = int(most)
+            total = chunked_head_cross_entropy(
+                head, hidden[:, :-1][keep], answer_targets, self.loss_chunk_size, min_chunks
+            )  # summed over the n answer tokens
+            if loss_divisor is not None:
+                return total / loss_divisor
+            return total / count if count else total * 0.0
         logits = head(hidden[:, :-1][keep]).float()  # [n_answer_tokens, vocab]
         if logits.shape[0] == 0:
             return logits.sum() * 0.0  # through the head, as on ranks with answer tokens (ZeRO-3 / DDP)

@@ -176,6 +176,8 @@ def test_mask_errors():
         (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
         (dict(attention_dropout=-0.1), r"attention_dropout must be in \[0, 1\), got -0.1"),
         (dict(frame_chunk_size=0), r"frame_chunk_size must be None or a positive integer, got 0"),
+        (dict(cross_attention="sparse"), r"cross_attention='sparse' is unknown"),
+        (dict(query_blocks=0), r"query_blocks must be a positive integer, got 0"),
     ],
 )
 def test_config_errors(overrides, pattern):
@@ -193,6 +195,8 @@ def test_forward_errors():
         model(torch.zeros(2, 3, 7), [2])
     with pytest.raises(ValueError, match=r"num_frames is empty"):
         model(features([1])[:0], [])
+    with pytest.raises(ValueError, match=r"cross_attention must be one of .*got 'flash'"):
+        model(features([2]), [2], cross_attention="flash")
 
 
 def test_default_config_is_the_released_7b_projector():
@@ -207,10 +211,10 @@ def test_default_config_is_the_released_7b_projector():
 # Causality
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["floor", "ceil"])
-@pytest.mark.parametrize("chunk", [None, 2])
-def test_perturbing_a_frame_leaves_earlier_queries_exactly_unchanged(mode, chunk):
+@pytest.mark.parametrize("impl", ["dense", "blocks"])
+def test_perturbing_a_frame_leaves_earlier_queries_exactly_unchanged(mode, impl):
     num_frames, t = 3, 1  # N = 8, T = 3: floor tau = 0,0,0,1,1,1,2,2; ceil tau = 0,0,1,1,1,2,2,2
-    model = tiny_model(self_attn="causal", mask_mode=mode, frame_chunk_size=chunk).eval()
+    model = tiny_model(self_attn="causal", mask_mode=mode, cross_attention=impl).eval()
     x = features([num_frames])
     x_perturbed = x.clone()
     x_perturbed[t] += 3.0 * torch.randn_like(x_perturbed[t])
@@ -247,16 +251,16 @@ def test_no_self_attention_is_causal_and_has_no_self_attn_weights():
     assert torch.equal(out[:4], out_perturbed[:4])  # queries 0-3 see frames 0-1 only
 
 
-@pytest.mark.parametrize("chunk", [None, 2])
-def test_without_causal_mask_the_output_ignores_frame_order(chunk):
+@pytest.mark.parametrize("impl", ["dense", "blocks"])
+def test_without_causal_mask_the_output_ignores_frame_order(impl):
     # The ablation switch: no CCAM mask and unmasked query self-attention. With no temporal position embedding
     # the projector then sees a set of frames, so any permutation of them gives the same tokens; with the mask,
     # reversing the frames changes every query that sees more than one frame.
     num_frames = [5, 3]
     x = features(num_frames)
     order = torch.tensor([4, 2, 0, 3, 1, 6, 5, 7])  # permute within each video
-    unmasked = tiny_model(causal_mask=False, frame_chunk_size=chunk).eval()
-    masked = tiny_model(frame_chunk_size=chunk).eval()
+    unmasked = tiny_model(causal_mask=False, cross_attention=impl).eval()
+    masked = tiny_model(cross_attention=impl).eval()
     with torch.no_grad():
         torch.testing.assert_close(unmasked(x[order], num_frames), unmasked(x, num_frames), rtol=1e-5, atol=1e-6)
         same = torch.isclose(masked(x[order], num_frames), masked(x, num_frames), rtol=1e-5, atol=1e-6)
@@ -351,12 +355,12 @@ def ref_projector(model: CCAMProjector, visual_features, num_frames):
         dict(mask_mode="ceil"),
         dict(self_attn="full", depth=1),
         dict(self_attn="none", depth=1),
-        dict(frame_chunk_size=2),
-        dict(frame_chunk_size=3, mask_mode="ceil"),
+        dict(cross_attention="dense"),
+        dict(cross_attention="blocks", query_blocks=3, mask_mode="ceil"),
         dict(causal_mask=False),
-        dict(causal_mask=False, frame_chunk_size=2),
+        dict(causal_mask=False, cross_attention="blocks"),
     ],
-    ids=["floor-causal", "ceil-causal", "full", "none", "chunked2", "chunked3-ceil", "no-mask", "no-mask-chunked2"],
+    ids=["floor-causal", "ceil-causal", "full", "none", "dense", "blocks3-ceil", "no-mask", "no-mask-blocks"],
 )
 def test_parity_with_reference(overrides):
     model = tiny_model(**overrides).eval()
@@ -368,26 +372,72 @@ def test_parity_with_reference(overrides):
     torch.testing.assert_close(out, ref_projector(model, x, num_frames), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 8, 100])
-def test_chunked_equals_dense(chunk):
-    model = tiny_model(attention_dropout=0.0, dropout=0.0, mask_mode="ceil")
-    num_frames = [5, 2, 8]
-    x = features(num_frames).requires_grad_(True)
-    out_dense = model(x, num_frames)
-    grads_dense = torch.autograd.grad(out_dense.square().sum(), [x, model.queries])
-    out_chunk = model(x, num_frames, frame_chunk_size=chunk)
-    grads_chunk = torch.autograd.grad(out_chunk.square().sum(), [x, model.queries])
-    torch.testing.assert_close(out_chunk, out_dense, rtol=1e-5, atol=1e-5)
-    for g_chunk, g_dense in zip(grads_chunk, grads_dense):
-        torch.testing.assert_close(g_chunk, g_dense, rtol=1e-4, atol=1e-5)
+def _output_and_grads(model, x, num_frames, **kwargs):
+    x = x.clone().requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    out = model(x, num_frames, **kwargs)
+    out.square().sum().backward()
+    return [out.detach(), x.grad] + [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("num_frames", [[8, 8], [5, 2, 8], [1, 3], [1]], ids=["uniform", "mixed", "padded", "image"])
+@pytest.mark.parametrize("overrides", [dict(), dict(mask_mode="ceil", query_blocks=3), dict(query_blocks=64),
+                                       dict(causal_mask=False), dict(self_attn="none")],
+                         ids=["floor", "ceil-3blocks", "64blocks", "no-mask", "no-self-attn"])  # fmt: skip
+def test_block_sparse_equals_dense_output_and_gradients(num_frames, overrides):
+    model = tiny_model(attention_dropout=0.0, dropout=0.0, **overrides)
+    x = features(num_frames)
+    dense = _output_and_grads(model, x, num_frames, cross_attention="dense")
+    blocks = _output_and_grads(model, x, num_frames, cross_attention="blocks")
+    for a, b in zip(blocks, dense):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_block_plan_skips_invisible_frames_and_masks_only_staircases():
+    from videoccam.model.hf.ccam_projector import _query_block_plan
+
+    tau = query_frame_index(8, 4)[None]  # 0,0,1,1,2,2,3,3
+    assert _query_block_plan(tau, 2) == [(0, 4, 2, True), (4, 8, 4, True)]
+    assert _query_block_plan(tau, 4) == [(0, 2, 1, False), (2, 4, 2, False), (4, 6, 3, False), (6, 8, 4, False)]
+    assert _query_block_plan(tau, 100) == _query_block_plan(tau, 4)  # never finer than the frame groups
+    assert _query_block_plan(torch.zeros(1, 8, dtype=torch.long), 4) == [(0, 8, 1, False)]  # an image
+    mixed = torch.stack([query_frame_index(8, 4), query_frame_index(8, 2)])  # video 1 has 2 frames: masked
+    assert _query_block_plan(mixed, 4) == [(0, 2, 1, False), (2, 4, 2, True), (4, 6, 3, True), (6, 8, 4, True)]
+
+
+@pytest.mark.parametrize("chunks", [[1] * 8, [3, 5], [8]], ids=["1-frame", "3+5", "one"])
+@pytest.mark.parametrize("overrides", [dict(), dict(mask_mode="ceil", depth=1), dict(causal_mask=False)],
+                         ids=["floor-depth2", "ceil-depth1", "no-mask"])  # fmt: skip
+def test_streaming_equals_dense(chunks, overrides):
+    model = tiny_model(**overrides).eval()
+    x = features([8])
+    with torch.no_grad():
+        expected = model(x, [8], cross_attention="dense")
+        parts = lambda: x.split(chunks)  # noqa: E731  (every block scans the frames again)
+        torch.testing.assert_close(model.forward_stream(parts, 8), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.forward_stream(x, 8), expected, rtol=1e-5, atol=1e-5)
+        if model.config.depth == 1:
+            torch.testing.assert_close(model.forward_stream(iter(parts()), 8), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_errors():
+    model = tiny_model().eval()  # depth 2
+    x = features([4])
+    with pytest.raises(RuntimeError, match="torch.no_grad"):
+        model.forward_stream(x, 4)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="needs a callable"):
+            model.forward_stream(iter(x.split(2)), 4)
+        with pytest.raises(ValueError, match="held 4 frames but num_frames=5"):
+            model.forward_stream(x, 5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shapes and padding
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("chunk", [None, 2])
-def test_output_shape_independent_of_frames_and_padding_does_not_leak(chunk):
-    model = tiny_model(frame_chunk_size=chunk).eval()
+@pytest.mark.parametrize("impl", ["dense", "blocks"])
+def test_output_shape_independent_of_frames_and_padding_does_not_leak(impl):
+    model = tiny_model(cross_attention=impl).eval()
     lengths = [1, 5, 8]
     singles = []
     with torch.no_grad():

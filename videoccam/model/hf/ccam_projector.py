@@ -24,10 +24,21 @@ and may attend every key of frames 0..tau(i). The two modes agree whenever T div
 group-causal self-attention lets query i attend query j iff tau(j) <= tau(i). All boolean masks in this file
 follow the ``torch.nn.functional.scaled_dot_product_attention`` convention: **True means "may attend"**
 (the opposite of ``nn.MultiheadAttention``'s boolean masks).
+
+Cross-attention is computed in one of two exact ways (``CCAMProjectorConfig.cross_attention``):
+
+* ``dense``: one ``scaled_dot_product_attention`` over all keys with the boolean CCAM mask;
+* ``blocks``: block-sparse. The queries are cut into ``query_blocks`` contiguous blocks (at frame-group
+  boundaries); block j attends only the keys of frames ``0..max tau`` of its queries (a prefix of the keys), with
+  a mask only where some of its queries see fewer frames (the staircase inside the block). Keys no query of the
+  block may see are never multiplied: about half of the dense FLOPs for a long video, the same softmax rows.
+
+and, for videos too long to hold all frame features, :meth:`CCAMProjector.forward_stream` scans the frames chunk
+by chunk with an online softmax (inference only; memory bounded in the number of frames).
 """
 
 import operator
-from typing import List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +46,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 __all__ = [
+    "CROSS_ATTENTION_IMPLS",
     "MASK_MODES",
     "SELF_ATTN_MODES",
     "CCAMProjector",
@@ -46,6 +58,12 @@ __all__ = [
 
 MASK_MODES = ("floor", "ceil")
 SELF_ATTN_MODES = ("none", "causal", "full")
+CROSS_ATTENTION_IMPLS = ("auto", "dense", "blocks")
+# Query rows per online-softmax update of forward_stream: bounds its score tensor to h x 256 x (chunk keys).
+_STREAM_QUERY_ROWS = 256
+# "auto" takes the block-sparse path from this many query x key pairs per video: below it the extra SDPA calls
+# cost more than the skipped blocks save (measured on CPU: 0.8x at 64 x 1024, 1.0x at 2^18 pairs, faster above).
+_BLOCKS_MIN_PAIRS = 2**20
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -108,6 +126,73 @@ def _cross_mask_from_index(
 def _self_mask_from_index(tau: torch.Tensor) -> torch.Tensor:
     """Group-causal query self-attention mask: [b, q, q], True at [., i, j] iff tau(j) <= tau(i)."""
     return tau[:, None, :] <= tau[:, :, None]
+
+
+def _query_block_plan(tau: torch.Tensor, num_blocks: int) -> List[Tuple[int, int, int, bool]]:
+    """Cut the queries into contiguous blocks for block-sparse cross-attention.
+
+    Args:
+        tau: LongTensor[b, q] (on the CPU), last visible frame per query and video, non-decreasing along q.
+        num_blocks: Wanted number of blocks (fewer when the queries have fewer distinct windows).
+
+    Returns:
+        ``(q0, q1, frames, masked)`` per block: queries ``q0..q1-1`` attend the keys of frames ``0..frames-1``
+        (``frames = 1 + max tau`` over the block and the batch); ``masked`` is False when every one of them, in
+        every video, sees exactly those frames (then no mask is needed), True otherwise. Boundaries are placed at
+        the starts of frame groups (where the batch's largest tau changes), so a block never splits a group.
+    """
+    num_queries = tau.shape[1]
+    tau_max = tau.max(dim=0).values.tolist()  # [q], non-decreasing
+    tau_min = tau.min(dim=0).values.tolist()
+    starts = [i for i in range(1, num_queries) if tau_max[i] != tau_max[i - 1]]  # group starts after query 0
+    bounds = {0, num_queries}
+    for j in range(1, num_blocks):
+        if not starts:
+            break
+        target = j * num_queries / num_blocks
+        bounds.add(min(starts, key=lambda i: (abs(i - target), i)))
+    bounds = sorted(bounds)
+    plan = []
+    for q0, q1 in zip(bounds[:-1], bounds[1:]):
+        frames = tau_max[q1 - 1] + 1
+        plan.append((q0, q1, frames, tau_min[q0] + 1 < frames))
+    return plan
+
+
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    tau: torch.Tensor,
+    tokens_per_frame: int,
+    plan: List[Tuple[int, int, int, bool]],
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """CCAM-masked attention computed only over each query block's visible prefix of keys.
+
+    Equal (up to float rounding) to ``scaled_dot_product_attention(q, k, v, attn_mask=CCAM mask)``: every query's
+    softmax covers exactly its visible keys in both; here keys past a block's last visible frame are skipped.
+
+    Args:
+        q: [b, h, q, d]; k, v: [b, h, k, d] with frame-major keys (padded videos allowed).
+        tau: LongTensor[b or 1, q] on q's device, last visible frame per query.
+        tokens_per_frame: p.
+        plan: :func:`_query_block_plan` of the batch's tau.
+        dropout_p: attention dropout probability.
+
+    Returns:
+        [b, h, q, d].
+    """
+    max_keys = max(frames for _, _, frames, _ in plan) * tokens_per_frame
+    key_frame = torch.arange(max_keys, device=q.device) // tokens_per_frame  # [k']
+    outs = []
+    for q0, q1, frames, masked in plan:
+        keys = frames * tokens_per_frame
+        mask = (key_frame[None, None, :keys] <= tau[:, q0:q1, None])[:, None] if masked else None  # [b|1,1,q',k']
+        outs.append(F.scaled_dot_product_attention(
+            q[:, :, q0:q1], k[:, :, :keys], v[:, :, :keys], attn_mask=mask, dropout_p=dropout_p
+        ))  # fmt: skip
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # [b, h, q, d]
 
 
 def query_frame_index(
@@ -218,9 +303,15 @@ class CCAMProjectorConfig(PretrainedConfig):
             is group-causal. False turns both off for ablations: every query cross-attends every frame and the
             queries attend each other freely, so the output no longer depends on frame order (there is no
             temporal position embedding). Saved with the weights, like ``mask_mode``.
-        frame_chunk_size: None for dense masked ``scaled_dot_product_attention`` in cross-attention; an int to use
-            an exact online-softmax scan over this many frames at a time instead (memory bounded in frames,
-            skips fully masked query x frame blocks). Runtime choice; it does not change the weights.
+        cross_attention: How the masked cross-attention is computed (both exact, see the module docstring):
+            "dense" (one masked SDPA over all keys), "blocks" (block-sparse: only the visible query-block x
+            frame prefixes) or "auto" ("blocks" when the CCAM mask is on, a video has several frames and there
+            are at least 2**20 query x key pairs per video, e.g. 16 SigLIP frames and 1024 queries; measured
+            faster there on CPU, README "Benchmarks"). Runtime choice; it does not change the weights.
+        query_blocks: Query blocks of the "blocks" cross-attention. More blocks skip more masked keys but give
+            each SDPA call fewer queries (on CPU, calls under about 192 queries run a slower tiling).
+        frame_chunk_size: Frames per online-softmax step of :meth:`CCAMProjector.forward_stream` (long videos);
+            None there means 8. Runtime choice; it does not change the weights.
         **kwargs: Passed to ``PretrainedConfig``.
 
     Raises:
@@ -246,6 +337,8 @@ class CCAMProjectorConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         frame_chunk_size: Optional[int] = None,
         causal_mask: bool = True,
+        cross_attention: str = "auto",
+        query_blocks: int = 4,
         **kwargs,
     ):
         for name, value in (
@@ -278,6 +371,13 @@ class CCAMProjectorConfig(PretrainedConfig):
             )
         if not isinstance(causal_mask, bool):
             raise ValueError(f"CCAMProjectorConfig.causal_mask must be True or False, got {causal_mask!r}.")
+        if cross_attention not in CROSS_ATTENTION_IMPLS:
+            raise ValueError(
+                f"CCAMProjectorConfig.cross_attention={cross_attention!r} is unknown; expected one of "
+                f"{CROSS_ATTENTION_IMPLS}."
+            )
+        if not _is_int(query_blocks) or query_blocks < 1:
+            raise ValueError(f"CCAMProjectorConfig.query_blocks must be a positive integer, got {query_blocks!r}.")
         if frame_chunk_size is not None and (not _is_int(frame_chunk_size) or frame_chunk_size < 1):
             raise ValueError(
                 f"CCAMProjectorConfig.frame_chunk_size must be None or a positive integer, got {frame_chunk_size!r}."
@@ -297,6 +397,8 @@ class CCAMProjectorConfig(PretrainedConfig):
         self.initializer_range = float(initializer_range)
         self.frame_chunk_size = frame_chunk_size
         self.causal_mask = causal_mask
+        self.cross_attention = cross_attention
+        self.query_blocks = query_blocks
         super().__init__(**kwargs)
 
 
@@ -351,76 +453,94 @@ class CCAMAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         return self.o_proj(self._merge_heads(out))
 
-    def forward_chunked(
+    def forward_blocks(
         self,
         hidden_states: torch.Tensor,
         kv_states: torch.Tensor,
         tau: torch.Tensor,
         tokens_per_frame: int,
-        frame_chunk_size: int,
+        plan: List[Tuple[int, int, int, bool]],
     ) -> torch.Tensor:
-        """CCAM cross-attention as an exact online-softmax scan over chunks of frames.
+        """Block-sparse CCAM cross-attention: each query block attends only the frames its queries may see.
 
-        Equal (up to float rounding) to :meth:`forward` with the CCAM mask, but K/V are projected one chunk at a
-        time and the queries whose window ends before a chunk skip it entirely. Under ``torch.no_grad`` the peak
-        activation memory is therefore bounded by the chunk size instead of the number of frames, and with small
-        chunks about half of the query x frame blocks are never computed. Under autograd every chunk's
-        intermediates are kept for backward, so it saves FLOPs but not memory there. Padded keys need no extra
-        mask: tau(i) < num_frames[b], so they are never visible. Measured on CPU (2 cores, released 7B sizes,
-        16 frames) the dense SDPA path was faster (2.7 s vs 4.3 s with 4-frame chunks) and leaner, because
-        PyTorch's CPU SDPA is already a blocked kernel; the scan is meant for long videos on GPU, where a masked
-        SDPA falls back to kernels that materialise the [q, k] mask.
+        Equal (up to float rounding) to :meth:`forward` with the CCAM mask: every query's softmax runs over exactly
+        its visible keys in both, but here the keys of frames beyond a block's last visible frame are never
+        multiplied. K/V are projected once for all keys and each block takes a prefix view of them, so the
+        module calls (q/k/v/o projections) are the same whatever the plan (DeepSpeed ZeRO-3 needs that).
 
         Args:
             hidden_states: [b, q, e] queries (already normalised).
             kv_states: [b, f*p, c] frame features, frame-major, padded to the longest video.
-            tau: LongTensor[b, q], last visible frame per query (non-decreasing along q).
+            tau: LongTensor[b or 1, q] (on the device), last visible frame per query (1 row when all videos have
+                the same frame count).
             tokens_per_frame: p.
-            frame_chunk_size: Frames per chunk.
+            plan: :func:`_query_block_plan` of the batch's tau.
 
         Returns:
             [b, q, e].
         """
-        b, num_q, _ = hidden_states.shape
-        p = tokens_per_frame
-        max_frames = kv_states.shape[1] // p
-        q = self._split_heads(self.q_proj(hidden_states)) * (self.head_dim**-0.5)  # [b, h, q, d]
-        # Running softmax statistics, kept in float32 whatever the model dtype (they accumulate over chunks).
-        # The stabiliser m cancels exactly in acc / denom, so it is detached.
-        stats = dict(dtype=torch.float32, device=q.device)
-        m = torch.full((b, self.num_heads, num_q, 1), float("-inf"), **stats)
-        denom = torch.zeros((b, self.num_heads, num_q, 1), **stats)
+        q = self._split_heads(self.q_proj(hidden_states))  # [b, h, q, d]
+        k = self._split_heads(self.k_proj(kv_states))  # [b, h, k, d]
+        v = self._split_heads(self.v_proj(kv_states))  # [b, h, k, d]
+        dropout_p = self.attention_dropout if self.training else 0.0
+        out = block_sparse_attention(q, k, v, tau, tokens_per_frame, plan, dropout_p)  # [b, h, q, d]
+        return self.o_proj(self._merge_heads(out))
+
+    def forward_stream(
+        self, hidden_states: torch.Tensor, feature_chunks: Iterable[torch.Tensor], tau: torch.Tensor
+    ) -> Tuple[torch.Tensor, int]:
+        """CCAM cross-attention of one video as an online-softmax scan over chunks of its frames (inference).
+
+        Each chunk's keys and values are projected, folded into running softmax statistics of the queries that
+        see its frames, and dropped, so memory is bounded by the chunk size, not by the number of frames. Queries
+        whose window ends before a chunk skip it. Equal to :meth:`forward` with the CCAM mask up to float rounding.
+
+        Args:
+            hidden_states: [1, q, e] queries (already normalised).
+            feature_chunks: [f_c, p, c] features of consecutive frames, in order (any chunk sizes).
+            tau: LongTensor[q], last visible frame per query.
+
+        Returns:
+            ([1, q, e], number of frames scanned).
+        """
+        _, num_q, _ = hidden_states.shape
+        q = self._split_heads(self.q_proj(hidden_states)) * (self.head_dim**-0.5)  # [1, h, q, d]
+        # Running softmax statistics in at least float32 whatever the model dtype (they accumulate over chunks).
+        stat_dtype = torch.promote_types(q.dtype, torch.float32)
+        stats = dict(dtype=stat_dtype, device=q.device)
+        m = torch.full((1, self.num_heads, num_q, 1), float("-inf"), **stats)
+        denom = torch.zeros((1, self.num_heads, num_q, 1), **stats)
         acc = torch.zeros(q.shape, **stats)
         dropout_p = self.attention_dropout if self.training else 0.0
-        # A query row takes part in a chunk if it sees the chunk's first frame in ANY video. tau is non-decreasing
-        # along q, so the rows that skip the chunk are a prefix; find all prefix lengths with one host sync.
-        tau_max = tau.max(dim=0).values.contiguous()  # [q]
-        chunk_starts = torch.arange(0, max_frames, frame_chunk_size, device=tau.device)
-        row_starts = torch.searchsorted(tau_max, chunk_starts).tolist()
-        for f0, start in zip(range(0, max_frames, frame_chunk_size), row_starts):
-            f1 = min(f0 + frame_chunk_size, max_frames)
-            if start >= num_q:
-                break
-            k = self._split_heads(self.k_proj(kv_states[:, f0 * p : f1 * p]))  # [b, h, kc, d]
-            v = self._split_heads(self.v_proj(kv_states[:, f0 * p : f1 * p]))  # [b, h, kc, d]
-            scores = torch.matmul(q[:, :, start:], k.transpose(-1, -2)).float()  # [b, h, q', kc]
-            key_frame = torch.arange(f0 * p, f1 * p, device=tau.device) // p  # [kc]
-            visible = key_frame[None, None, :] <= tau[:, start:, None]  # [b, q', kc]
-            scores = scores.masked_fill(~visible[:, None], float("-inf"))
-            # Chunk 0 (frame 0) is visible to every query, so m is finite from then on: no NaN from -inf - -inf.
-            m_new = torch.maximum(m[:, :, start:], scores.amax(dim=-1, keepdim=True)).detach()
-            alpha = torch.exp(m[:, :, start:] - m_new)  # [b, h, q', 1]
-            probs = torch.exp(scores - m_new)  # [b, h, q', kc]
-            denom_new = denom[:, :, start:] * alpha + probs.sum(dim=-1, keepdim=True)
-            # Dropout on unnormalised probabilities == dropout on softmax: normalisation is a per-row scale.
-            probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0.0)
-            acc_new = acc[:, :, start:] * alpha + torch.matmul(probs.to(v.dtype), v).float()
-            # Out-of-place updates keep autograd happy.
-            m = torch.cat([m[:, :, :start], m_new], dim=2)
-            denom = torch.cat([denom[:, :, :start], denom_new], dim=2)
-            acc = torch.cat([acc[:, :, :start], acc_new], dim=2)
-        out = (acc / denom).to(q.dtype)  # [b, h, q, d]
-        return self.o_proj(self._merge_heads(out))
+        tau = tau.to(q.device)
+        tau_list = tau.tolist()
+        f0 = 0
+        for chunk in feature_chunks:
+            f_c, p = chunk.shape[0], chunk.shape[1]
+            kv = chunk.to(device=q.device, dtype=q.dtype).reshape(1, f_c * p, -1)
+            k = self._split_heads(self.k_proj(kv))  # [1, h, kc, d]
+            v = self._split_heads(self.v_proj(kv))  # [1, h, kc, d]
+            key_frame = f0 + torch.arange(f_c * p, device=q.device) // p  # [kc]
+            # queries with tau < f0 see none of this chunk; tau is non-decreasing, so they are a prefix
+            first = next((i for i, t in enumerate(tau_list) if t >= f0), num_q)
+            for r0 in range(first, num_q, _STREAM_QUERY_ROWS):
+                r1 = min(r0 + _STREAM_QUERY_ROWS, num_q)
+                scores = torch.matmul(q[:, :, r0:r1], k.transpose(-1, -2)).to(stat_dtype)  # [1, h, r, kc]
+                if tau_list[r0] < f0 + f_c - 1:  # some of these rows stop inside the chunk
+                    visible = key_frame[None, :] <= tau[r0:r1, None]  # [r, kc]
+                    scores.masked_fill_(~visible, float("-inf"))
+                # every row here sees frame f0, so each row has a finite maximum: no -inf - -inf
+                m_new = torch.maximum(m[:, :, r0:r1], scores.amax(dim=-1, keepdim=True))
+                alpha = torch.exp(m[:, :, r0:r1] - m_new)  # [1, h, r, 1]
+                probs = scores.sub_(m_new).exp_()  # [1, h, r, kc]
+                denom[:, :, r0:r1] = denom[:, :, r0:r1] * alpha + probs.sum(dim=-1, keepdim=True)
+                # dropout on unnormalised probabilities == dropout on the softmax (normalising is a row scale)
+                probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0.0)
+                acc[:, :, r0:r1] = acc[:, :, r0:r1] * alpha + torch.matmul(probs.to(v.dtype), v).to(stat_dtype)
+                m[:, :, r0:r1] = m_new
+            f0 += f_c
+        out = (acc / denom).to(q.dtype)  # [1, h, q, d]
+        return self.o_proj(self._merge_heads(out)), f0
 
 
 class CCAMMLP(nn.Module):
@@ -463,33 +583,54 @@ class CCAMBlock(nn.Module):
         self_mask: Optional[torch.Tensor],
         tau: torch.Tensor,
         tokens_per_frame: int,
-        frame_chunk_size: Optional[int],
+        plan: Optional[List[Tuple[int, int, int, bool]]],
     ) -> torch.Tensor:
         """Run the block.
 
         Args:
             hidden_states: [b, q, e].
             visual_states: [b, f*p, c] padded frame features.
-            cross_mask: None or Bool[b or 1, 1, q, f*p] (True = attend); unused when ``frame_chunk_size`` is set.
+            cross_mask: None or Bool[b or 1, 1, q, f*p] (True = attend); used by the dense cross-attention.
             self_mask: None or Bool[b or 1, 1, q, q] (True = attend).
-            tau: Long[b, q] last visible frame per query (used by the chunked path).
+            tau: Long[b or 1, q] last visible frame per query (used by the block-sparse cross-attention).
             tokens_per_frame: p.
-            frame_chunk_size: None for dense cross-attention, else frames per online-softmax chunk.
+            plan: None for dense cross-attention, else the query blocks of the block-sparse one.
 
         Returns:
             [b, q, e].
         """
-        if self.use_self_attn:
-            x = self.self_attn_norm(hidden_states)
-            hidden_states = hidden_states + self.dropout(self.self_attn(x, x, self_mask))
+        hidden_states = self._self_attention(hidden_states, self_mask)
         x = self.cross_attn_norm(hidden_states)
-        if frame_chunk_size is None:
+        if plan is None:
             attn = self.cross_attn(x, visual_states, cross_mask)
         else:
-            attn = self.cross_attn.forward_chunked(x, visual_states, tau, tokens_per_frame, frame_chunk_size)
-        hidden_states = hidden_states + self.dropout(attn)
-        hidden_states = hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
-        return hidden_states
+            attn = self.cross_attn.forward_blocks(x, visual_states, tau, tokens_per_frame, plan)
+        return self._mlp(hidden_states + self.dropout(attn))
+
+    def forward_stream(
+        self,
+        hidden_states: torch.Tensor,
+        feature_chunks: Iterable[torch.Tensor],
+        self_mask: Optional[torch.Tensor],
+        tau: torch.Tensor,
+    ) -> Tuple[torch.Tensor, int]:
+        """The block for one video whose frame features arrive in chunks (see :meth:`CCAMAttention.forward_stream`).
+
+        Returns:
+            ([1, q, e], number of frames scanned).
+        """
+        hidden_states = self._self_attention(hidden_states, self_mask)
+        attn, frames = self.cross_attn.forward_stream(self.cross_attn_norm(hidden_states), feature_chunks, tau)
+        return self._mlp(hidden_states + self.dropout(attn)), frames
+
+    def _self_attention(self, hidden_states: torch.Tensor, self_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if not self.use_self_attn:
+            return hidden_states
+        x = self.self_attn_norm(hidden_states)
+        return hidden_states + self.dropout(self.self_attn(x, x, self_mask))
+
+    def _mlp(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
 
 
 class CCAMProjector(PreTrainedModel):
@@ -573,11 +714,24 @@ class CCAMProjector(PreTrainedModel):
         padded[video_idx, frame_idx] = visual_features
         return padded.view(b, max_frames * p, c)
 
+    def _frame_index(self, frames: List[int], device: Union[str, torch.device]) -> torch.Tensor:
+        """tau [b, q] of a batch (every query sees the whole video when ``causal_mask`` is off)."""
+        frames_t = torch.tensor(frames, device=device)
+        if self.config.causal_mask:
+            return _batched_query_frame_index(self.config.num_queries, frames_t, self.config.mask_mode)  # [b, q]
+        # ablation: every query sees every frame of its video (padding stays masked)
+        return (frames_t - 1)[:, None].expand(-1, self.config.num_queries).contiguous()  # [b, q]
+
+    def _self_mask(self, tau: torch.Tensor, max_frames: int) -> Optional[torch.Tensor]:
+        if self.config.causal_mask and self.config.self_attn == "causal" and max_frames > 1:
+            return _self_mask_from_index(tau)[:, None]  # [b|1, 1, q, q]
+        return None
+
     def forward(
         self,
         visual_features: torch.Tensor,
         num_frames: Union[Sequence[int], torch.Tensor],
-        frame_chunk_size: Optional[int] = None,
+        cross_attention: Optional[str] = None,
     ) -> torch.Tensor:
         """Project the frames of a batch of videos to ``num_queries`` LLM tokens each.
 
@@ -586,7 +740,7 @@ class CCAMProjector(PreTrainedModel):
                 in temporal order). Cast to the projector's dtype.
             num_frames: Frames per video, list[int] or 1-D integer tensor of length b; ``sum == f``. Images are
                 one-frame videos.
-            frame_chunk_size: Overrides ``config.frame_chunk_size`` for this call (None keeps the config's).
+            cross_attention: Overrides ``config.cross_attention`` for this call ("auto", "dense" or "blocks").
 
         Returns:
             [b, q, o].
@@ -601,40 +755,90 @@ class CCAMProjector(PreTrainedModel):
                 f"{self.config.cross_hidden_size}], got {tuple(visual_features.shape)}."
             )
         frames = self._frames_list(num_frames, visual_features.shape[0])
-        chunk = self.config.frame_chunk_size if frame_chunk_size is None else frame_chunk_size
-        if chunk is not None and (not _is_int(chunk) or chunk < 1):
-            raise ValueError(f"frame_chunk_size must be None or a positive integer, got {chunk!r}.")
+        impl = self.config.cross_attention if cross_attention is None else cross_attention
+        if impl not in CROSS_ATTENTION_IMPLS:
+            raise ValueError(f"cross_attention must be one of {CROSS_ATTENTION_IMPLS}, got {impl!r}.")
 
         b, p = len(frames), visual_features.shape[1]
         max_frames = max(frames)
         dtype, device = self.queries.dtype, self.queries.device
         visual_states = self._pad_videos(visual_features.to(device=device, dtype=dtype), frames)  # [b, f*p, c]
 
-        frames_t = torch.tensor(frames, device=device)
-        causal = self.config.causal_mask
-        if causal:
-            tau = _batched_query_frame_index(self.config.num_queries, frames_t, self.config.mask_mode)  # [b, q]
-        else:  # ablation: every query sees every frame of its video (padding stays masked)
-            tau = (frames_t - 1)[:, None].expand(-1, self.config.num_queries).contiguous()  # [b, q]
         uniform = all(t == frames[0] for t in frames)
-        mask_tau, mask_frames = (tau[:1], frames_t[:1]) if uniform else (tau, frames_t)  # broadcast if uniform
-        if max_frames == 1 or chunk is not None or (uniform and not causal):
-            cross_mask = None  # images / unmasked: plain cross-attention; chunked path masks itself
-        else:
-            cross_mask = _cross_mask_from_index(mask_tau, mask_frames, p, max_frames)[:, None]  # [b|1, 1, q, k]
-        if causal and self.config.self_attn == "causal" and max_frames > 1:
-            self_mask = _self_mask_from_index(mask_tau)[:, None]  # [b|1, 1, q, q]
-        else:
-            self_mask = None
+        # broadcast one row over the batch when every video has the same frame count
+        tau = self._frame_index(frames[:1] if uniform else frames, device)  # [b|1, q]
+        if impl == "auto":
+            large = self.config.num_queries * max_frames * p >= _BLOCKS_MIN_PAIRS
+            impl = "blocks" if self.config.causal_mask and max_frames > 1 and large else "dense"
+        plan = cross_mask = None
+        if impl == "blocks":
+            # planned on the CPU from the frame counts: no device sync
+            plan = _query_block_plan(self._frame_index(frames, "cpu"), self.config.query_blocks)
+        elif max_frames > 1 and not (uniform and not self.config.causal_mask):  # images / unmasked: no mask
+            mask_frames = torch.tensor(frames[:1] if uniform else frames, device=device)
+            cross_mask = _cross_mask_from_index(tau, mask_frames, p, max_frames)[:, None]  # [b|1, 1, q, k]
+        self_mask = self._self_mask(tau, max_frames)
 
         hidden_states = self.queries[None].expand(b, -1, -1)  # [b, q, e]
         for block in self.blocks:
-            args = (hidden_states, visual_states, cross_mask, self_mask, tau, p, chunk)
+            args = (hidden_states, visual_states, cross_mask, self_mask, tau, p, plan)
             if self.gradient_checkpointing and self.training:
                 hidden_states = self._gradient_checkpointing_func(block.__call__, *args)
             else:
                 hidden_states = block(*args)
         return self.output_proj(self.norm(hidden_states))  # [b, q, o]
+
+    def forward_stream(
+        self,
+        feature_chunks: Union[torch.Tensor, Iterable[torch.Tensor], Callable[[], Iterable[torch.Tensor]]],
+        num_frames: int,
+    ) -> torch.Tensor:
+        """Project one video whose frame features arrive chunk by chunk, at memory bounded in its length.
+
+        For videos too long to hold all frames' features (or keys and values): each chunk of frame features is
+        projected to keys and values, folded into an online softmax (:meth:`CCAMAttention.forward_stream`) and
+        released. Equal to :meth:`forward` up to float rounding. Inference only: under autograd every chunk would
+        be kept for backward anyway, so it refuses to run with gradients enabled.
+
+        Args:
+            feature_chunks: the video's frame features as consecutive ``[f_c, p, c]`` chunks, in temporal order.
+                With ``depth > 1`` every block scans all frames, so pass a callable returning a fresh iterable per
+                call (e.g. one that re-encodes the frames); a plain iterable is enough for ``depth == 1``. A
+                ``[f, p, c]`` tensor is split into chunks of ``config.frame_chunk_size`` frames (default 8).
+            num_frames: Frames of the video (1..num_queries); the chunks must add up to it.
+
+        Returns:
+            [1, q, o].
+
+        Raises:
+            RuntimeError: If called with gradients enabled.
+            ValueError: If ``num_frames`` is out of range, the chunks do not add up to it, or a plain iterable is
+                given with ``depth > 1``.
+        """
+        if torch.is_grad_enabled():
+            raise RuntimeError("forward_stream is an inference path; call it under torch.no_grad()")
+        frames = self._frames_list([num_frames], num_frames)
+        if isinstance(feature_chunks, torch.Tensor):
+            chunk = self.config.frame_chunk_size or 8
+            tensor = feature_chunks
+            feature_chunks = lambda: tensor.split(chunk)  # noqa: E731
+        if not callable(feature_chunks):
+            if self.config.depth > 1:
+                raise ValueError(
+                    f"depth={self.config.depth}: every block scans all frames, so forward_stream needs a callable "
+                    "that returns the chunks again for each block, not a one-shot iterable"
+                )
+            chunks = feature_chunks
+            feature_chunks = lambda: chunks  # noqa: E731
+        device = self.queries.device
+        tau = self._frame_index(frames, device)  # [1, q]
+        self_mask = self._self_mask(tau, num_frames)
+        hidden_states = self.queries[None]  # [1, q, e]
+        for block in self.blocks:
+            hidden_states, seen = block.forward_stream(hidden_states, feature_chunks(), self_mask, tau[0])
+            if seen != num_frames:
+                raise ValueError(f"the feature chunks held {seen} frames but num_frames={num_frames}")
+        return self.output_proj(self.norm(hidden_states))  # [1, q, o]
 
 
 # Writes ``auto_map`` into config.json on save_pretrained so AutoConfig / AutoModel with trust_remote_code
