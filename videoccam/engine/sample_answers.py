@@ -187,6 +187,9 @@ class SampleAnswersHook(Hook):
                 "media": None if sample.media_path is None else str(sample.media_path),
                 "input_ids": torch.tensor(self._prompt_ids(sample, dataset), dtype=torch.long),
                 "pixel_values": pixel_values,
+                # uint8 frames (the dataset's normalize_in_model) are normalised by the model, as in training
+                "pixel_affine": dataset.batch_processor.affine
+                if pixel_values is not None and pixel_values.dtype == torch.uint8 else None,
             })  # fmt: skip
 
     # -- answering --------------------------------------------------------------------------------------
@@ -212,6 +215,8 @@ class SampleAnswersHook(Hook):
                         "attention_mask": torch.ones(1, len(item["input_ids"]), dtype=torch.long, device=device),
                         "pixel_values": None if pixel_values is None else pixel_values.to(device),
                         "num_frames": [] if pixel_values is None else [int(pixel_values.shape[0])]}  # fmt: skip
+                if item["pixel_affine"] is not None:
+                    data["pixel_affine"] = item["pixel_affine"].to(device)
                 tokens = model.generate(data, max_new_tokens=self.max_new_tokens, do_sample=False,
                                         eos_token_id=self._stop_ids or None, pad_token_id=self._pad_id)  # fmt: skip
                 answers.append(self._decode(tokens[0].cpu()))

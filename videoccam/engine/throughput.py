@@ -20,11 +20,13 @@ read ahead at its first micro-batch, so that wait counts as compute, not as ``da
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 
 from videoccam.engine.loops import count_loss_tokens, unwrap_model
 from videoccam.model.flops import StepFlopCounter
@@ -75,7 +77,13 @@ class ThroughputHook(Hook):
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
         self._counter = StepFlopCounter(model)
-        self._num_queries = model.projector.config.num_queries
+        self._num_queries = getattr(model, "num_visual_tokens", None) or 0
+        if not self._num_queries:
+            print_log(f"ThroughputHook: the visual tokens per item of {type(model.projector).__name__} are unknown; "
+                      "tokens/s counts text tokens only", "current", logging.WARNING)  # fmt: skip
+        if self._counter.projector_cfg is None:
+            print_log(f"ThroughputHook: FLOPs of {type(model.projector).__name__} (not a CCAMProjector) are not "
+                      "counted; TFLOP/s covers SigLIP and the LLM", "current", logging.WARNING)  # fmt: skip
 
     def step_flops(self, data: dict[str, Any]) -> tuple[dict[str, Any], float]:
         """(batch counts, model FLOPs of the step) of one collated batch."""

@@ -21,6 +21,9 @@ covers the three parts, forward and backward, with these conventions (a matrix p
   The first layer with trainable weights is counted as if its input needed a gradient too (it does not: an
   over-count of that layer's q/k/v input gradients, about 1% of SigLIP's backward for the released recipe).
 
+A projector of another code base (a released model's, :mod:`videoccam.model.released`) counts 0: its structure
+is not known here.
+
 Layer stacks are found by structure (the ``nn.ModuleList`` with ``config.num_hidden_layers`` entries) and linear
 sizes read from the ``nn.Linear`` modules themselves (``in_features`` / ``out_features``, which DeepSpeed ZeRO-3
 leaves intact), so fused projections, grouped-query attention and LoRA need no special cases.
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from videoccam.model.hf.ccam_projector import query_frame_index
+from videoccam.model.hf.ccam_projector import CCAMProjectorConfig, query_frame_index
 
 __all__ = ["StepFlopCounter", "StepFlops"]
 
@@ -136,8 +139,9 @@ class StepFlopCounter:
         self.vision_head = self._pooling_head(model.visual_encoder)
         self.vision_trains = self.vision_upstream or any(layer.trains for layer in self.vision_layers[: self.vision_used])
 
-        proj = model.projector.config
-        self.projector_cfg = proj
+        # a projector of another code base (a released one, videoccam.model.released) is not counted
+        proj = getattr(model.projector, "config", None)
+        self.projector_cfg = proj if isinstance(proj, CCAMProjectorConfig) else None
         self.projector_trains = any(p.requires_grad for p in model.projector.parameters())
         self._tau: dict[int, tuple[int, int]] = {}
 
@@ -198,6 +202,8 @@ class StepFlopCounter:
     def projector(self, num_frames: Sequence[int]) -> float:
         """CCAM projector FLOPs for one media item per entry of ``num_frames`` (frames of each)."""
         cfg = self.projector_cfg
+        if cfg is None:
+            return 0.0
         n, e, c, p = cfg.num_queries, cfg.hidden_size, cfg.cross_hidden_size, self.patches
         use_self = cfg.self_attn != "none"
         total = 0.0

@@ -217,8 +217,10 @@ class VideoCCAMModel(BaseModel):
             raise TypeError(f"projector must be a module, a builder dict or a dict of config fields, got {projector!r}")
         vision_width = self.visual_encoder.config.hidden_size
         llm_width = self.llm.config.hidden_size
+        # visual tokens per image or video (None: a foreign projector under ZeRO-3, not called before training)
+        self.num_visual_tokens: int | None = getattr(getattr(module, "config", None), "num_queries", None)
         if not isinstance(module, CCAMProjector):
-            self._check_projector_call(module, llm_width)  # e.g. a released projector with its own config fields
+            self.num_visual_tokens = self._check_projector_call(module, llm_width)  # e.g. a released projector
         elif module.config.cross_hidden_size != vision_width or module.config.output_size != llm_width:
             raise ValueError(
                 f"projector cross_hidden_size={module.config.cross_hidden_size} / output_size="
@@ -231,14 +233,17 @@ class VideoCCAMModel(BaseModel):
         weight = next(self.visual_encoder.parameters())
         return torch.zeros(1, 3, size, size, dtype=weight.dtype, device=weight.device)
 
-    def _check_projector_call(self, projector: nn.Module, llm_width: int) -> None:
+    def _check_projector_call(self, projector: nn.Module, llm_width: int) -> int | None:
         """A projector of another code base must map ``projector(features [f, p, d_v], [f])`` to ``[1, q, d_l]``.
 
         That is how upstream Video-CCAM calls its projector (design.md section 8); one dummy frame checks it here,
         before training, with a message that names the shapes. Skipped for weights partitioned by ZeRO-3.
+
+        Returns:
+            q, the visual tokens per item (None when skipped).
         """
         if any(hasattr(p, "ds_id") or p.is_meta for p in [*self.visual_encoder.parameters(), *projector.parameters()]):
-            return
+            return None
         with torch.no_grad():
             features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
             param = next(projector.parameters())
@@ -256,6 +261,7 @@ class VideoCCAMModel(BaseModel):
                 f"the projector {type(projector).__name__} returned {shape} per item for one frame; expected "
                 f"[num_queries, {llm_width}] (the LLM width)"
             )
+        return shape[0]
 
     def _freeze_unused_vision_adapters(self) -> None:
         """Freeze loaded vision-tower adapters whose output never reaches ``hidden_states[visual_select_layer]``.
