@@ -164,7 +164,7 @@ def build_phi3_tokenizer():
     )
 
 
-PRETRAIN_STEPS = 150  # next-token steps on synthetic chat text for each tiny LLM (--pretrain-steps)
+PRETRAIN_STEPS = 600  # next-token steps on synthetic chat text for each tiny LLM (--pretrain-steps)
 
 
 def _report(folder: Path, losses: list[float]) -> None:
@@ -226,14 +226,28 @@ def write_phi3(folder: Path, seed: int = 0, pretrain_steps: int = PRETRAIN_STEPS
     tokenizer.save_pretrained(folder)
 
 
-def chat_corpus(num_conversations: int = 2000, seed: int = 0) -> list[list[dict[str, str]]]:
-    """Single-turn conversations of the synthetic data's kinds (video/image/text QA, captions), media-free."""
+def chat_corpus(
+    num_conversations: int = 4000, seed: int = 0, context_share: float = 0.5
+) -> list[list[dict[str, str]]]:
+    """Single-turn conversations of the synthetic data's kinds (video/image/text QA, captions), media-free.
+
+    A ``context_share`` of them are reading exercises: the user turn opens with a text description of a video
+    or image (where the visual tokens go in multimodal samples) and the answer can only be read from it
+    (``make_synthetic_data.context_qa``). A real pretrained LLM can answer from its context; without these the
+    tiny one cannot (measured: with the caption itself in place of the visual tokens its loss was no lower than
+    with another video's caption), and then no projector can make it use a video.
+    """
     import random
 
     rng = random.Random(seed)
     names = [f"{color} {shape}" for color in shapes.COLORS for shape in shapes.SHAPES]
     conversations = []
     for _ in range(num_conversations):
+        if rng.random() < context_share:
+            context, question, answer = synth.context_qa(rng)
+            conversations.append([{"role": "user", "content": f"{context}\n{question}"},
+                                  {"role": "assistant", "content": answer}])  # fmt: skip
+            continue
         kind = rng.random()
         if kind < 0.6:
             count = rng.randint(shapes.MIN_SHAPES, shapes.MAX_SHAPES)
@@ -260,8 +274,9 @@ def pretrain_llm(model, tokenizer, steps: int, seed: int = 0, batch_size: int = 
 
     A frozen *random* LLM cannot be steered by a projector (stage 1 then barely lowers the loss); a real
     stage 1 starts from a pretrained LLM, so the tiny one gets a few hundred steps of next-token training on
-    text-only conversations. Which colours and shapes a given video shows stays unknown to it: only the
-    projector can supply that. Returns the loss per step.
+    text-only conversations (:func:`chat_corpus`), half of them answered from a description in the prompt.
+    Which colours and shapes a given video shows stays unknown to it: only the projector can supply that.
+    Returns the loss per step.
     """
     import torch
 
