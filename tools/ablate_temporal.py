@@ -6,12 +6,12 @@
 Both variants share the seed, data and steps; only ``model.projector.causal_mask`` differs. Without --train /
 --test / --root it generates a temporal task (videoccam.synthetic.shapes.generate_temporal: the order in which
 coloured shapes appear, the direction a shape moves; the answer depends on frame order, not on the set of
-frames). Each test question is scored by exact match of the reply's first word with the answer's first word
+frames); with the default config it also builds the tiny models if they are missing. Each test question is scored by exact match of the reply's first word with the answer's first word
 (case-insensitive), per ``task`` field when the data has one.
 
 Writes OUT/results.json (``{"ccam": {"16": acc, "64": acc}, "no_mask": {...}, "per_task": {...}}``),
 OUT/results.png (accuracy against frames) and each variant's work dir; prints a table. Exits 1 if a run
-fails. The tiny models must exist (python tools/make_tiny_models.py).
+fails.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from videoccam.cli import parse_cfg_options, parse_frame_counts
-from videoccam.evaluation.temporal_ablation import DEFAULT_CONFIG, plot_results, run_ablation
+from videoccam.evaluation.temporal_ablation import DEFAULT_CONFIG, ROOT, plot_results, run_ablation
 from videoccam.synthetic.shapes import generate_temporal
+from videoccam.synthetic.tiny_models import make_tiny_models
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,10 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.train, args.test, args.root = str(data.train_json), str(data.test_json), str(data.root)
         print(f"temporal task: {data.num_train} training and {data.num_test} test videos in {data.root}"
               + (" (existing)" if data.skipped else ""))  # fmt: skip
+    options = parse_cfg_options(args.cfg_options) or {}
+    default_models = "model.llm.pretrained_model_name_or_path" not in options
+    if Path(args.config).resolve() == DEFAULT_CONFIG.resolve() and default_models:
+        make_tiny_models(ROOT / "work_dirs/tiny_models", names=("siglip", "qwen2"))  # the tiny config's models
     try:
         result = run_ablation(
             args.train, args.test, args.root, out, config=args.config, train_frames=args.train_frames,
-            eval_frames=args.eval_frames, seed=args.seed, cfg_options=parse_cfg_options(args.cfg_options),
+            eval_frames=args.eval_frames, seed=args.seed, cfg_options=options,
             batch_size=args.batch_size,
         )  # fmt: skip
     except (FileNotFoundError, RuntimeError, ValueError) as error:

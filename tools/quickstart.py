@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     from videoccam.synthetic.tiny_models import make_tiny_models
 
     try:
-        make_tiny_models("work_dirs/tiny_models", force=args.force)
+        # the two models the tiny configs use (the tests build their own, Phi-3 included)
+        make_tiny_models("work_dirs/tiny_models", force=args.force, names=("siglip", "qwen2"))
         generate("work_dirs/synthetic_data", force=args.force)
         stage1 = run_stage("stage 1", STAGE1, work / "stage1", [], args.force)
         stage2 = run_stage(

@@ -3,21 +3,28 @@
 Every video shows 2 to 4 coloured shapes (each a distinct colour out of red, green, blue, yellow; each a
 square, circle or triangle) on a dark background, one after another: shape ``j`` of ``k`` is on screen
 during frames ``[j * T // k, (j + 1) * T // k)`` and drifts a few pixels while it is. Answers therefore
-depend on what is shown and in which order ("Which shape appears first?" -> "The red square."), which is
-what the CCAM projector's causal mask is for. Images show one shape; text-only samples are simple QA.
+depend on what is shown and in which order ("Which shape appears first?" -> "The red square."; "What color is
+the last shape?" -> "Blue."), which is what the CCAM projector's causal mask is for. Images show one shape;
+text-only samples are simple QA. Every other training video carries the four "content" questions of
+:data:`CONTENT_TURNS` as one multi-turn record (four answers per decoded video, none giving another away).
 
 Output of :func:`generate` (``tools/make_synthetic_data.py --out DIR``)::
 
-    DIR/videos/train_0000.mp4 ...  H.264 (libx264, yuv420p, GOP 8) mp4, 32 frames at 8 fps, 64x64, ~3 KB
+    DIR/videos/train_0000.mp4 ...  H.264 (libx264, yuv420p, GOP 8) mp4, 32 frames at 8 fps, 64x64, ~6 KB
     DIR/videos/val_0000.mp4 ...     held-out videos for val.json
     DIR/images/image_0000.jpg ...
     DIR/train.json      instruction data (design.md section 4): video, image and text-only records,
-                        some multi-turn
-    DIR/val.json        one single-turn record per question type for each held-out video
+                        some multi-turn; single-question records carry their question type as ``task``
+    DIR/val.json        one single-turn record per question type (``task``) for each held-out video; the
+                        quickstart's grounding gate scores the colour / shape ones (:data:`CONTENT_CHANCE`)
     DIR/captions.json   caption-style single-turn records for stage-1 alignment (train videos + images)
     DIR/metadata.json   the ground truth of every video and image (shapes, colours, frames, centres)
 
-The output is a pure function of the arguments (``seed``); with the defaults it takes about a second. The text
+:func:`generate_temporal` writes the temporal task of ``tools/ablate_temporal.py`` (colour order, direction of
+motion; answers that depend on frame order, not on the set of frames). :func:`context_qa` makes the text-only
+reading exercises the tiny LLMs are pretrained on.
+
+The output is a pure function of the arguments (``seed``); with the defaults it takes a few seconds. The text
 helpers (:func:`video_qa`, :func:`tokenizer_corpus`, ...) also feed the tiny models' tokenizer
 (:mod:`videoccam.synthetic.tiny_models`), and the renderer (:func:`render_video`) the example data and the
 data-loading benchmark.

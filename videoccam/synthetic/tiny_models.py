@@ -233,7 +233,7 @@ def chat_corpus(
 
     A ``context_share`` of them are reading exercises: the user turn opens with a text description of a video
     or image (where the visual tokens go in multimodal samples) and the answer can only be read from it
-    (``make_synthetic_data.context_qa``). A real pretrained LLM can answer from its context; without these the
+    (:func:`videoccam.synthetic.shapes.context_qa`). A real pretrained LLM can answer from its context; without these the
     tiny one cannot (measured: with the caption itself in place of the visual tokens its loss was no lower than
     with another video's caption), and then no projector can make it use a video.
     """
@@ -244,7 +244,7 @@ def chat_corpus(
     conversations = []
     for _ in range(num_conversations):
         if rng.random() < context_share:
-            context, question, answer = synth.context_qa(rng)
+            context, question, answer = shapes.context_qa(rng)
             conversations.append([{"role": "user", "content": f"{context}\n{question}"},
                                   {"role": "assistant", "content": answer}])  # fmt: skip
             continue
@@ -313,22 +313,35 @@ WRITERS: dict[str, Callable[[Path, int, int], None]] = {"siglip": write_siglip, 
 
 
 def make_tiny_models(
-    out_dir: str | Path, force: bool = False, seed: int = 0, pretrain_steps: int = PRETRAIN_STEPS
+    out_dir: str | Path,
+    force: bool = False,
+    seed: int = 0,
+    pretrain_steps: int = PRETRAIN_STEPS,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Write every tiny model into ``out_dir/<name>``; a folder with a ``config.json`` is kept unless ``force``.
+    """Write the tiny models into ``out_dir/<name>``; a folder with a ``config.json`` is kept unless ``force``.
 
     Args:
         out_dir: Output folder.
         force: Rewrite folders that exist.
         seed: Seed of the random weights.
         pretrain_steps: Next-token training steps of each tiny LLM (0 = random weights).
+        names: Which of ``siglip``, ``qwen2``, ``phi3`` to write (default: all).
 
     Returns:
-        ``{name: folder}`` for ``siglip``, ``qwen2`` and ``phi3``.
+        ``{name: folder}`` of the models asked for.
+
+    Raises:
+        ValueError: On an unknown name.
     """
+    unknown = sorted(set(names or ()) - set(WRITERS))
+    if unknown:
+        raise ValueError(f"unknown tiny models {unknown}; expected some of {sorted(WRITERS)}")
     out_dir = Path(out_dir)
     folders = {}
     for name, writer in WRITERS.items():
+        if names is not None and name not in names:
+            continue
         folder = out_dir / name
         folders[name] = folder
         if (folder / "config.json").exists() and not force:
