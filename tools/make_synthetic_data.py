@@ -20,10 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=shapes.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="work_dirs/synthetic_data", help="output folder (default: %(default)s)")
-    parser.add_argument("--num-videos", type=int, default=48, help="training videos (default: %(default)s)")
-    parser.add_argument("--num-images", type=int, default=16, help="training images (default: %(default)s)")
-    parser.add_argument("--num-text", type=int, default=8, help="text-only records (default: %(default)s)")
-    parser.add_argument("--num-val-videos", type=int, default=6, help="held-out videos (default: %(default)s)")
+    parser.add_argument("--num-videos", type=int, default=400, help="training videos (default: %(default)s)")
+    parser.add_argument("--num-images", type=int, default=100, help="training images (default: %(default)s)")
+    parser.add_argument("--num-text", type=int, default=24, help="text-only records (default: %(default)s)")
+    parser.add_argument("--num-val-videos", type=int, default=40, help="held-out videos (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=32, help="frames per video (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="frame width and height (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

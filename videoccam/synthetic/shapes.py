@@ -3,21 +3,28 @@
 Every video shows 2 to 4 coloured shapes (each a distinct colour out of red, green, blue, yellow; each a
 square, circle or triangle) on a dark background, one after another: shape ``j`` of ``k`` is on screen
 during frames ``[j * T // k, (j + 1) * T // k)`` and drifts a few pixels while it is. Answers therefore
-depend on what is shown and in which order ("Which shape appears first?" -> "The red square."), which is
-what the CCAM projector's causal mask is for. Images show one shape; text-only samples are simple QA.
+depend on what is shown and in which order ("Which shape appears first?" -> "The red square."; "What color is
+the last shape?" -> "Blue."), which is what the CCAM projector's causal mask is for. Images show one shape;
+text-only samples are simple QA. Every other training video carries the four "content" questions of
+:data:`CONTENT_TURNS` as one multi-turn record (four answers per decoded video, none giving another away).
 
 Output of :func:`generate` (``tools/make_synthetic_data.py --out DIR``)::
 
-    DIR/videos/train_0000.mp4 ...  H.264 (libx264, yuv420p, GOP 8) mp4, 32 frames at 8 fps, 64x64, ~3 KB
+    DIR/videos/train_0000.mp4 ...  H.264 (libx264, yuv420p, GOP 8) mp4, 32 frames at 8 fps, 64x64, ~6 KB
     DIR/videos/val_0000.mp4 ...     held-out videos for val.json
     DIR/images/image_0000.jpg ...
     DIR/train.json      instruction data (design.md section 4): video, image and text-only records,
-                        some multi-turn
-    DIR/val.json        one single-turn record per question type for each held-out video
+                        some multi-turn; single-question records carry their question type as ``task``
+    DIR/val.json        one single-turn record per question type (``task``) for each held-out video; the
+                        quickstart's grounding gate scores the colour / shape ones (:data:`CONTENT_CHANCE`)
     DIR/captions.json   caption-style single-turn records for stage-1 alignment (train videos + images)
     DIR/metadata.json   the ground truth of every video and image (shapes, colours, frames, centres)
 
-The output is a pure function of the arguments (``seed``); with the defaults it takes about a second. The text
+:func:`generate_temporal` writes the temporal task of ``tools/ablate_temporal.py`` (colour order, direction of
+motion; answers that depend on frame order, not on the set of frames). :func:`context_qa` makes the text-only
+reading exercises the tiny LLMs are pretrained on.
+
+The output is a pure function of the arguments (``seed``); with the defaults it takes a few seconds. The text
 helpers (:func:`video_qa`, :func:`tokenizer_corpus`, ...) also feed the tiny models' tokenizer
 (:mod:`videoccam.synthetic.tiny_models`), and the renderer (:func:`render_video`) the example data and the
 data-loading benchmark.
@@ -53,8 +60,19 @@ NUMBER_WORDS: dict[int, str] = {
 VIDEO_FPS = 8
 MIN_SHAPES, MAX_SHAPES = 2, 4
 
-VIDEO_QUESTION_TYPES: tuple[str, ...] = ("first", "last", "count", "describe", "after")
-VAL_QUESTION_TYPES: tuple[str, ...] = ("first", "last", "count", "describe")
+VIDEO_QUESTION_TYPES: tuple[str, ...] = (
+    "first", "last", "count", "describe", "after", "first_color", "last_color", "first_shape",
+)  # fmt: skip
+VAL_QUESTION_TYPES: tuple[str, ...] = ("first", "last", "count", "describe", "first_color", "last_color", "first_shape")
+CONTENT_CHANCE: dict[str, float] = {
+    "first_color": 1 / len(COLORS), "last_color": 1 / len(COLORS), "first_shape": 1 / len(SHAPES),
+}  # fmt: skip
+"""Question types whose one-word answer is a colour or a shape (scored by the reply's first word), with the
+accuracy of guessing."""
+SHAPE_RADIUS = 0.25
+"""Half-size of a drawn shape as a fraction of the frame size. Large enough that a shape covers a good share of
+the tiny SigLIP's 4 x 4 patches: with smaller shapes the colour signal in the features, averaged over a frame,
+is a few percent of their spread, and the tiny model needs many more steps to find it."""
 VIDEO_CAPTION_PROMPTS: tuple[str, ...] = (
     "Describe the video briefly.",
     "Give a short caption for the video.",
@@ -156,6 +174,12 @@ def video_qa(names: Sequence[str], question_type: str, rng: random.Random | None
     if question_type == "after":
         i = rng.randrange(len(names) - 1) if rng is not None else 0
         return f"What appears after the {names[i]}?", f"The {names[i + 1]}."
+    if question_type == "first_color":
+        return "What color is the first shape?", f"{_capitalize(names[0].split()[0])}."
+    if question_type == "last_color":
+        return "What color is the last shape?", f"{_capitalize(names[-1].split()[0])}."
+    if question_type == "first_shape":
+        return "What shape comes first?", f"{_capitalize(names[0].split()[1])}."
     raise ValueError(f"unknown video question type {question_type!r}; expected one of {VIDEO_QUESTION_TYPES}")
 
 
@@ -166,6 +190,35 @@ def image_qa(color: str, shape: str, kind: str) -> tuple[str, str]:
     if kind == "color":
         return "What color is the shape?", f"{_capitalize(color)}."
     raise ValueError(f"unknown image question kind {kind!r}; expected 'shape' or 'color'")
+
+
+TEMPORAL_TASKS: tuple[str, ...] = ("order", "direction")
+DIRECTIONS: dict[str, tuple[str, str]] = {  # direction -> (where it starts, where it ends)
+    "left": ("right", "left"), "right": ("left", "right"), "up": ("bottom", "top"), "down": ("top", "bottom"),
+}  # fmt: skip
+MOVING_RADIUS = 0.15
+"""Half-size of the moving shape of ``direction`` scenes (smaller than :data:`SHAPE_RADIUS`, so it travels
+further across the frame)."""
+
+
+def order_qa(colors: Sequence[str], which: str) -> tuple[str, str]:
+    """``"Which color appears first?"`` -> ``"Red."`` (``which`` is ``"first"`` or ``"last"``)."""
+    if which not in ("first", "last"):
+        raise ValueError(f"which must be 'first' or 'last', got {which!r}")
+    return f"Which color appears {which}?", f"{_capitalize(colors[0] if which == 'first' else colors[-1])}."
+
+
+def direction_qa(shape: str, direction: str) -> tuple[str, str]:
+    """``"Which way does the square move?"`` -> ``"Left."``."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}")
+    return f"Which way does the {shape} move?", f"{_capitalize(direction)}."
+
+
+def describe_motion(color: str, shape: str, direction: str) -> str:
+    """``"A red square moves from the right to the left."``."""
+    start, end = DIRECTIONS[direction]
+    return f"A {color} {shape} moves from the {start} to the {end}."
 
 
 def image_caption(color: str, shape: str) -> str:
@@ -215,6 +268,13 @@ def tokenizer_corpus() -> list[str]:
     for question, answer in text_qa_pool():
         lines.extend([question, answer])
     lines.extend(VIDEO_CAPTION_PROMPTS + IMAGE_CAPTION_PROMPTS)
+    colors = list(COLORS)
+    for which in ("first", "last"):
+        lines.extend(order_qa(colors, which))
+    for shape in SHAPES:
+        for direction in DIRECTIONS:
+            lines.extend(direction_qa(shape, direction))
+            lines.append(describe_motion(colors[0], shape, direction))
     return lines
 
 
@@ -257,7 +317,7 @@ def render_video(scene: VideoScene) -> np.ndarray:
 def _random_scene(rng: random.Random, scene_id: str, num_frames: int, size: int) -> VideoScene:
     count = rng.randint(MIN_SHAPES, min(MAX_SHAPES, num_frames))
     colors = rng.sample(list(COLORS), count)
-    radius = round(size * 0.17)
+    radius = round(size * SHAPE_RADIUS)
     margin = radius + 2
     drift = size / 8
     events = []
@@ -295,10 +355,17 @@ def _conversation(pairs: Sequence[tuple[str, str]], media_token: str | None) -> 
 
 
 def _record(
-    record_id: str, pairs: Sequence[tuple[str, str]], video: str | None = None, image: str | None = None
+    record_id: str,
+    pairs: Sequence[tuple[str, str]],
+    video: str | None = None,
+    image: str | None = None,
+    task: str | None = None,
 ) -> dict:
-    """A design.md section 4 record; the media placeholder opens the first human turn."""
+    """A design.md section 4 record; the media placeholder opens the first human turn; ``task`` names the
+    question type of a single-question record (evaluation reports accuracy per task)."""
     record: dict = {"id": record_id}
+    if task is not None:
+        record["task"] = task
     if video is not None:
         record["video"] = video
     if image is not None:
@@ -308,13 +375,19 @@ def _record(
     return record
 
 
+CONTENT_TURNS: tuple[str, ...] = ("first_color", "first_shape", "last_color", "count")
+"""The questions of the multi-turn video records: none of their answers gives another away (unlike "The red
+square." before "What color is the first shape?"), so every turn has to be read off the video."""
+
+
 def _video_record(rng: random.Random, index: int, scene: VideoScene) -> dict:
     names = [event.name for event in scene.events]
-    if index % 3 == 0:  # every third video: a multi-turn record with 2-3 different questions
-        types = rng.sample(VIDEO_QUESTION_TYPES, rng.randint(2, 3))
+    if index % 2 == 0:  # every other video: all of CONTENT_TURNS, in random order (4 answers per decoded video)
+        types = rng.sample(CONTENT_TURNS, len(CONTENT_TURNS))
     else:  # otherwise cycle through the question types so each is equally common
-        types = [VIDEO_QUESTION_TYPES[index % len(VIDEO_QUESTION_TYPES)]]
-    return _record(scene.id, [video_qa(names, question_type, rng) for question_type in types], video=scene.video)
+        types = [VIDEO_QUESTION_TYPES[index // 2 % len(VIDEO_QUESTION_TYPES)]]
+    pairs = [video_qa(names, question_type, rng) for question_type in types]
+    return _record(scene.id, pairs, video=scene.video, task=types[0] if len(types) == 1 else None)
 
 
 @dataclass
@@ -353,12 +426,12 @@ def _add_videos(out: _Written, root: Path, rng: random.Random, split: str, count
         else:
             for question_type in VAL_QUESTION_TYPES:
                 pair = video_qa(names, question_type)
-                out.val.append(_record(f"{scene.id}_{question_type}", [pair], video=scene.video))
+                out.val.append(_record(f"{scene.id}_{question_type}", [pair], video=scene.video, task=question_type))
 
 
 def _add_images(out: _Written, root: Path, rng: random.Random, num_images: int, size: int) -> None:
     """Draw ``num_images`` one-shape images, each with a QA and a caption record."""
-    radius = round(size * 0.17)
+    radius = round(size * SHAPE_RADIUS)
     for i in range(num_images):
         color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
         center = (rng.uniform(radius + 2, size - radius - 2), rng.uniform(radius + 2, size - radius - 2))
@@ -376,10 +449,10 @@ def _add_images(out: _Written, root: Path, rng: random.Random, num_images: int, 
 
 def generate(
     out_dir: str | Path,
-    num_videos: int = 48,
-    num_images: int = 16,
-    num_text: int = 8,
-    num_val_videos: int = 6,
+    num_videos: int = 400,
+    num_images: int = 100,
+    num_text: int = 24,
+    num_val_videos: int = 40,
     frames: int = 32,
     size: int = 64,
     seed: int = 0,
@@ -437,3 +510,195 @@ def generate(
         paths[name].write_text(json.dumps(records, indent=1) + "\n")
     return GeneratedData(root, paths["train"], paths["val"], paths["captions"], paths["metadata"],
                          len(out.train), len(out.val), len(out.captions))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Temporal task: questions whose answer depends on frame order, not on the set of frames
+# --------------------------------------------------------------------------------------------------
+
+def _order_scene(rng: random.Random, scene_id: str, num_frames: int, size: int) -> VideoScene:
+    """2 or 3 shapes of different colours, one after another, each standing still."""
+    count = rng.choice((2, 3))
+    radius = round(size * SHAPE_RADIUS)
+    low, high = radius + 2, size - radius - 2
+    events = []
+    for j, color in enumerate(rng.sample(list(COLORS), count)):
+        center = (round(rng.uniform(low, high), 2), round(rng.uniform(low, high), 2))
+        events.append(ShapeEvent(color, rng.choice(SHAPES), j * num_frames // count, (j + 1) * num_frames // count,
+                                 center, center, radius))  # fmt: skip
+    return VideoScene(scene_id, f"videos/{scene_id}.mp4", num_frames, VIDEO_FPS, size, events)
+
+
+def _direction_scene(rng: random.Random, scene_id: str, num_frames: int, size: int, direction: str) -> VideoScene:
+    """One shape crossing the frame in ``direction`` during the whole video.
+
+    Start and end points of the four directions mirror each other, so a video and its time reversal show the
+    same set of frames: only frame order tells "left" from "right".
+    """
+    radius = round(size * MOVING_RADIUS)
+    low, high = radius + 2, size - radius - 2
+    across = round(rng.uniform(low + radius, high - radius), 2)  # the fixed coordinate
+    start, end = {"right": ((low, across), (high, across)), "left": ((high, across), (low, across)),
+                  "down": ((across, low), (across, high)), "up": ((across, high), (across, low))}[direction]  # fmt: skip
+    event = ShapeEvent(rng.choice(list(COLORS)), rng.choice(SHAPES), 0, num_frames, start, end, radius)
+    return VideoScene(scene_id, f"videos/{scene_id}.mp4", num_frames, VIDEO_FPS, size, [event])
+
+
+def temporal_record(rng: random.Random, scene: VideoScene, task: str) -> dict:
+    """The one-question record of a temporal scene (``task`` is ``"order"`` or ``"direction"``)."""
+    if task == "order":
+        pair = order_qa([event.color for event in scene.events], rng.choice(("first", "last")))
+    else:
+        event = scene.events[0]
+        (x0, y0), (x1, y1) = event.start_center, event.end_center
+        direction = ("right" if x1 > x0 else "left") if x1 != x0 else ("down" if y1 > y0 else "up")
+        pair = direction_qa(event.shape, direction)
+    return _record(scene.id, [pair], video=scene.video, task=task)
+
+
+@dataclass
+class TemporalData:
+    """What :func:`generate_temporal` wrote."""
+
+    root: Path
+    train_json: Path
+    test_json: Path
+    metadata_json: Path
+    num_train: int
+    num_test: int
+    skipped: bool = False
+
+
+def generate_temporal(
+    out_dir: str | Path,
+    num_train: int = 1000,
+    num_test: int = 200,
+    frames: int = 64,
+    size: int = 64,
+    seed: int = 0,
+    force: bool = False,
+    encoder: str = "auto",
+) -> TemporalData:
+    """Write a temporal-reasoning dataset: half ``order`` videos, half ``direction`` videos.
+
+    * ``order``: 2 or 3 coloured shapes appear one after another; "Which color appears first?" / "... last?"
+      -> ``"Red."``. Reversing the video swaps the answers but keeps the set of frames.
+    * ``direction``: one shape crosses the frame; "Which way does the circle move?" -> ``"Left."`` (or right,
+      up, down). Start and end points mirror each other, so again only frame order tells the answer.
+
+    A projector that ignores frame order (no CCAM mask, no temporal position embedding) can therefore do no
+    better than guessing among the colours shown (order) or between the two directions of the visible axis.
+    Every record has a ``task`` field. Layout: ``train.json``, ``test.json``, ``metadata.json``, ``videos/``.
+
+    Args:
+        out_dir: Output folder.
+        num_train, num_test: Videos (= records) per split; tasks alternate.
+        frames: Frames per video (>= 4; evaluation at more frames than this samples every frame).
+        size: Frame width and height (even, >= 16).
+        seed: Everything written is a function of the arguments.
+        force: Rewrite an existing dataset (``train.json`` present) instead of keeping it.
+        encoder: Video encoder, see :func:`videoccam.synthetic.video_writer.write_mp4`.
+
+    Raises:
+        ValueError: On invalid counts or sizes.
+    """
+    for name, value in (("num_train", num_train), ("num_test", num_test)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if frames < MAX_SHAPES:
+        raise ValueError(f"frames must be >= {MAX_SHAPES}, got {frames}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be even and >= 16 (H.264 yuv420p), got {size}")
+    encoder = resolve_encoder(encoder)
+    root = Path(out_dir)
+    paths = {name: root / f"{name}.json" for name in ("train", "test", "metadata")}
+    if paths["train"].exists() and not force:
+        counts = {name: len(json.loads(paths[name].read_text())) for name in ("train", "test")}
+        return TemporalData(root, paths["train"], paths["test"], paths["metadata"], counts["train"], counts["test"],
+                            skipped=True)  # fmt: skip
+    shutil.rmtree(root / "videos", ignore_errors=True)
+    (root / "videos").mkdir(parents=True)
+    rng = random.Random(seed)
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    metadata: list[dict] = []
+    for split, count in (("train", num_train), ("test", num_test)):
+        for i in range(count):
+            task, scene_id = TEMPORAL_TASKS[i % len(TEMPORAL_TASKS)], f"{split}_{i:04d}"
+            if task == "order":
+                scene = _order_scene(rng, scene_id, frames, size)
+            else:
+                scene = _direction_scene(rng, scene_id, frames, size, rng.choice(list(DIRECTIONS)))
+            write_mp4(render_video(scene), root / scene.video, scene.fps, encoder)
+            metadata.append({"split": split, "task": task, **asdict(scene)})
+            splits[split].append(temporal_record(rng, scene, task))
+    for name, records in (("test", splits["test"]), ("metadata", metadata), ("train", splits["train"])):
+        paths[name].write_text(json.dumps(records, indent=1) + "\n")
+    return TemporalData(root, paths["train"], paths["test"], paths["metadata"], num_train, num_test)
+
+
+# --------------------------------------------------------------------------------------------------
+# Text-only reading exercises for the tiny LLMs (tools/make_tiny_models.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def context_qa(rng: random.Random) -> tuple[str, str, str]:
+    """A ``(description, question, answer)`` triple whose answer can only be read from the description.
+
+    The tiny LLMs are pretrained on these (the description where the visual tokens will be), so that, like a
+    real pretrained LLM, they can answer from what their context says; the projector then has something to
+    write into. Covers every question form of the synthetic data (shape sequences, images, order, motion).
+    """
+    kind = rng.random()
+    if kind < 0.5:
+        count = rng.randint(MIN_SHAPES, MAX_SHAPES)
+        names = [f"{color} {rng.choice(SHAPES)}" for color in rng.sample(list(COLORS), count)]
+        if rng.random() < 0.3:
+            question = rng.choice(VIDEO_CAPTION_PROMPTS)
+            return describe_sequence(names), question, describe_sequence(names)
+        return (describe_sequence(names), *video_qa(names, rng.choice(VIDEO_QUESTION_TYPES), rng))
+    if kind < 0.7:
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        if rng.random() < 0.3:
+            return image_caption(color, shape), rng.choice(IMAGE_CAPTION_PROMPTS), image_caption(color, shape)
+        return (image_caption(color, shape), *image_qa(color, shape, rng.choice(["shape", "color"])))
+    if kind < 0.85:
+        colors = rng.sample(list(COLORS), rng.choice((2, 3)))
+        names = [f"{color} {rng.choice(SHAPES)}" for color in colors]
+        return (describe_sequence(names), *order_qa(colors, rng.choice(("first", "last"))))
+    color, shape, direction = rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(DIRECTIONS))
+    return (describe_motion(color, shape, direction), *direction_qa(shape, direction))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--out", default="work_dirs/synthetic_data", help="output folder (default: %(default)s)")
+    parser.add_argument("--num-videos", type=int, default=400, help="training videos (default: %(default)s)")
+    parser.add_argument("--num-images", type=int, default=100, help="training images (default: %(default)s)")
+    parser.add_argument("--num-text", type=int, default=24, help="text-only records (default: %(default)s)")
+    parser.add_argument("--num-val-videos", type=int, default=40, help="held-out videos (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=32, help="frames per video (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=64, help="frame width and height (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--encoder", choices=ENCODERS, default="auto", help="video encoder (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing dataset")
+    args = parser.parse_args(argv)
+    try:
+        result = generate(
+            args.out, num_videos=args.num_videos, num_images=args.num_images, num_text=args.num_text,
+            num_val_videos=args.num_val_videos, frames=args.frames, size=args.size, seed=args.seed,
+            force=args.force, encoder=args.encoder,
+        )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    if result.skipped:
+        print(f"{result.train_json} exists, nothing written (use --force to regenerate)")
+    else:
+        print(f"wrote {result.root}: train.json ({result.num_train} records), val.json ({result.num_val}), "
+              f"captions.json ({result.num_captions}), metadata.json, videos/, images/")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

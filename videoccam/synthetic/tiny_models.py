@@ -164,7 +164,7 @@ def build_phi3_tokenizer():
     )
 
 
-PRETRAIN_STEPS = 150  # next-token steps on synthetic chat text for each tiny LLM (--pretrain-steps)
+PRETRAIN_STEPS = 600  # next-token steps on synthetic chat text for each tiny LLM (--pretrain-steps)
 
 
 def _report(folder: Path, losses: list[float]) -> None:
@@ -226,14 +226,28 @@ def write_phi3(folder: Path, seed: int = 0, pretrain_steps: int = PRETRAIN_STEPS
     tokenizer.save_pretrained(folder)
 
 
-def chat_corpus(num_conversations: int = 2000, seed: int = 0) -> list[list[dict[str, str]]]:
-    """Single-turn conversations of the synthetic data's kinds (video/image/text QA, captions), media-free."""
+def chat_corpus(
+    num_conversations: int = 4000, seed: int = 0, context_share: float = 0.5
+) -> list[list[dict[str, str]]]:
+    """Single-turn conversations of the synthetic data's kinds (video/image/text QA, captions), media-free.
+
+    A ``context_share`` of them are reading exercises: the user turn opens with a text description of a video
+    or image (where the visual tokens go in multimodal samples) and the answer can only be read from it
+    (:func:`videoccam.synthetic.shapes.context_qa`). A real pretrained LLM can answer from its context; without these the
+    tiny one cannot (measured: with the caption itself in place of the visual tokens its loss was no lower than
+    with another video's caption), and then no projector can make it use a video.
+    """
     import random
 
     rng = random.Random(seed)
     names = [f"{color} {shape}" for color in shapes.COLORS for shape in shapes.SHAPES]
     conversations = []
     for _ in range(num_conversations):
+        if rng.random() < context_share:
+            context, question, answer = shapes.context_qa(rng)
+            conversations.append([{"role": "user", "content": f"{context}\n{question}"},
+                                  {"role": "assistant", "content": answer}])  # fmt: skip
+            continue
         kind = rng.random()
         if kind < 0.6:
             count = rng.randint(shapes.MIN_SHAPES, shapes.MAX_SHAPES)
@@ -260,8 +274,9 @@ def pretrain_llm(model, tokenizer, steps: int, seed: int = 0, batch_size: int = 
 
     A frozen *random* LLM cannot be steered by a projector (stage 1 then barely lowers the loss); a real
     stage 1 starts from a pretrained LLM, so the tiny one gets a few hundred steps of next-token training on
-    text-only conversations. Which colours and shapes a given video shows stays unknown to it: only the
-    projector can supply that. Returns the loss per step.
+    text-only conversations (:func:`chat_corpus`), half of them answered from a description in the prompt.
+    Which colours and shapes a given video shows stays unknown to it: only the projector can supply that.
+    Returns the loss per step.
     """
     import torch
 
@@ -298,22 +313,35 @@ WRITERS: dict[str, Callable[[Path, int, int], None]] = {"siglip": write_siglip, 
 
 
 def make_tiny_models(
-    out_dir: str | Path, force: bool = False, seed: int = 0, pretrain_steps: int = PRETRAIN_STEPS
+    out_dir: str | Path,
+    force: bool = False,
+    seed: int = 0,
+    pretrain_steps: int = PRETRAIN_STEPS,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Write every tiny model into ``out_dir/<name>``; a folder with a ``config.json`` is kept unless ``force``.
+    """Write the tiny models into ``out_dir/<name>``; a folder with a ``config.json`` is kept unless ``force``.
 
     Args:
         out_dir: Output folder.
         force: Rewrite folders that exist.
         seed: Seed of the random weights.
         pretrain_steps: Next-token training steps of each tiny LLM (0 = random weights).
+        names: Which of ``siglip``, ``qwen2``, ``phi3`` to write (default: all).
 
     Returns:
-        ``{name: folder}`` for ``siglip``, ``qwen2`` and ``phi3``.
+        ``{name: folder}`` of the models asked for.
+
+    Raises:
+        ValueError: On an unknown name.
     """
+    unknown = sorted(set(names or ()) - set(WRITERS))
+    if unknown:
+        raise ValueError(f"unknown tiny models {unknown}; expected some of {sorted(WRITERS)}")
     out_dir = Path(out_dir)
     folders = {}
     for name, writer in WRITERS.items():
+        if names is not None and name not in names:
+            continue
         folder = out_dir / name
         folders[name] = folder
         if (folder / "config.json").exists() and not force:

@@ -1,0 +1,202 @@
+"""videoccam/evaluation/grounding.py: frame-ablation losses, first-word accuracy, the gate; and a tiny model that
+learns from its frames passes it while the same model untrained does not."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from tests.conftest import ROOT
+from videoccam.evaluation.backend import ScriptedBackend
+from videoccam.evaluation.grounding import (
+    ablate_frames,
+    check_grounding,
+    derangement,
+    first_word,
+    first_word_accuracy,
+    frame_ablation_losses,
+    qa_items,
+)
+
+
+def test_derangement_moves_every_item_and_is_seeded():
+    for n in range(2, 12):
+        perm = derangement(n, seed=n)
+        assert sorted(perm) == list(range(n)) and all(i != j for i, j in enumerate(perm))
+        assert perm == derangement(n, seed=n)
+    assert derangement(50, seed=1) != derangement(50, seed=2)
+    with pytest.raises(ValueError, match="at least 2 media samples, got 1"):
+        derangement(1)
+
+
+def _items():
+    def clip(value: float, frames: int) -> torch.Tensor:
+        return torch.full((frames, 3, 4, 4), value)
+
+    return [
+        {"input_ids": [1], "labels": [1], "pixel_values": clip(1.0, 3)},
+        {"input_ids": [2], "labels": [2]},  # text-only
+        {"input_ids": [3], "labels": [3], "pixel_values": clip(2.0, 1)},
+        {"input_ids": [4], "labels": [4], "pixel_values": clip(3.0, 5)},
+    ]
+
+
+def test_ablate_frames():
+    items = _items()
+    real = ablate_frames(items, "real")
+    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(real, items) if "pixel_values" in a)
+    shuffled = ablate_frames(items, "shuffled", seed=0)
+    values = {i: shuffled[i]["pixel_values"] for i in (0, 2, 3)}
+    for i, frames in values.items():
+        assert frames.shape == items[i]["pixel_values"].shape  # each sample keeps its frame count
+        assert frames.unique().numel() == 1 and float(frames[0, 0, 0, 0]) != float(items[i]["pixel_values"][0, 0, 0, 0])
+    assert sorted(float(v[0, 0, 0, 0]) for v in values.values()) == [1.0, 2.0, 3.0]  # a permutation
+    assert "pixel_values" not in shuffled[1]
+    blank = ablate_frames(items, "blank")
+    assert all(not blank[i]["pixel_values"].any() for i in (0, 2, 3))
+    assert float(items[0]["pixel_values"].min()) == 1.0  # the inputs are not modified
+    with pytest.raises(ValueError, match="unknown frame condition 'noise'"):
+        ablate_frames(items, "noise")
+
+
+def test_first_word():
+    assert first_word(" Red.") == "red"
+    assert first_word("left, then right") == "left"
+    assert first_word("...") == ""
+    assert first_word("") == ""
+
+
+def _records():
+    return [
+        {"id": "a", "video": "v/a.mp4", "task": "order",
+         "conversations": [{"from": "human", "value": "<video>\nWhich color appears first?"},
+                           {"from": "gpt", "value": "Red."}]},
+        {"id": "b", "video": "v/b.mp4", "task": "direction",
+         "conversations": [{"from": "human", "value": "<video>\nWhich way does the square move?"},
+                           {"from": "gpt", "value": "Left."}]},
+        {"id": "c", "image": "i/c.jpg",
+         "conversations": [{"from": "human", "value": "<image>\nWhat color is the shape?"},
+                           {"from": "gpt", "value": "Blue."}]},
+        {"id": "d", "video": "v/a.mp4", "task": "order",
+         "conversations": [{"from": "human", "value": "<video>\nWhich color appears last?"},
+                           {"from": "gpt", "value": "Green."}]},
+    ]  # fmt: skip
+
+
+def test_qa_items_and_their_errors(tmp_path):
+    items = qa_items(_records(), tmp_path)
+    assert [(i.uid, i.kind, i.task, i.question) for i in items] == [
+        ("a", "video", "order", "Which color appears first?"),
+        ("b", "video", "direction", "Which way does the square move?"),
+        ("c", "image", "all", "What color is the shape?"),
+        ("d", "video", "order", "Which color appears last?"),
+    ]
+    assert items[0].media_path == tmp_path / "v/a.mp4"
+    text_only = {"id": "t", "conversations": _records()[0]["conversations"]}
+    with pytest.raises(ValueError, match=r"test\.json record 0 \(id 't'\): no video or image"):
+        qa_items([text_only], tmp_path, source="test.json")
+    two_turns = dict(_records()[0], conversations=_records()[0]["conversations"] * 2)
+    with pytest.raises(ValueError, match="exactly one human question and one gpt answer, got 4 turns"):
+        qa_items([two_turns], tmp_path)
+    late = dict(_records()[0], conversations=[{"from": "human", "value": "Look: <video>"},
+                                             {"from": "gpt", "value": "Red."}])  # fmt: skip
+    with pytest.raises(ValueError, match="the placeholder must open the question"):
+        qa_items([late], tmp_path)
+
+
+def test_first_word_accuracy_scores_first_words_per_task_and_encodes_each_file_once(tmp_path):
+    replies = {"Which color appears first?": "red, I think", "Which way does the square move?": "Right.",
+               "What color is the shape?": "Blue", "Which color appears last?": "green."}  # fmt: skip
+    backend = ScriptedBackend(lambda prompt: replies[prompt.split("\n", 1)[1]])
+    loads = []
+
+    def load_frames(path, kind):
+        loads.append(path)
+        return [Image.new("RGB", (8, 8), (len(loads) * 40, 0, 0))] * (1 if kind == "image" else 4)
+
+    report = first_word_accuracy(backend, qa_items(_records(), tmp_path), load_frames, batch_size=3)
+    assert {task: (t.correct, t.total) for task, t in report.tallies.items()} == {
+        "order": (2, 2), "direction": (0, 1), "all": (1, 1)}  # fmt: skip
+    assert report.accuracy() == 0.75 and report.accuracy(["order"]) == 1.0 and math.isnan(report.accuracy(["x"]))
+    assert sorted(loads) == sorted({tmp_path / "v/a.mp4", tmp_path / "v/b.mp4", tmp_path / "i/c.jpg"})
+    assert [r["reply"] for r in report.replies] == ["red, I think", "Right.", "Blue", "green."]
+
+
+def test_check_grounding_names_each_failed_criterion():
+    ok = {"real": 0.3, "shuffled": 0.6, "blank": 0.5}
+    assert check_grounding(ok, accuracy=0.9, chance=0.25) == []
+    failures = check_grounding({"real": 0.45, "shuffled": 0.5, "blank": 0.9}, accuracy=0.4, chance=0.25)
+    assert len(failures) == 2
+    assert "loss with real frames 0.4500 is not 20% below the loss with shuffled frames 0.5000" in failures[0]
+    assert "content accuracy 40.0% is not clearly above chance 25.0%" in failures[1]
+    assert check_grounding(ok, accuracy=0.49, chance=0.25, min_accuracy_over_chance=2.0) != []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The criterion on real models: it passes a model that learnt from its frames and fails one that did not
+# ----------------------------------------------------------------------------------------------------------------
+COLORS = {"red": (220, 40, 40), "green": (40, 190, 70), "blue": (40, 90, 230), "yellow": (235, 215, 40)}
+
+
+@pytest.fixture(scope="module")
+def color_images(tmp_path_factory):
+    """12 one-shape images, 3 per colour, each asked "What color is the shape?"."""
+    root = tmp_path_factory.mktemp("color_images")
+    records = []
+    for i in range(12):
+        name = list(COLORS)[i % 4]
+        image = Image.new("RGB", (64, 64), (24, 24, 32))
+        x, y = 16 + (i * 7) % 32, 16 + (i * 11) % 32
+        ImageDraw.Draw(image).rectangle([x - 12, y - 12, x + 12, y + 12], fill=COLORS[name])
+        image.save(root / f"{i}.png")
+        records.append({"id": str(i), "image": f"{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat color is the shape?"},
+            {"from": "gpt", "value": f"{name.capitalize()}."}]})  # fmt: skip
+    (root / "data.json").write_text(json.dumps(records))
+    return root
+
+
+def test_a_model_that_learnt_from_its_frames_passes_and_the_untrained_one_fails(tiny_models, color_images):
+    from videoccam import xtuner_compat
+
+    xtuner_compat.install()
+    from videoccam.config import build_from_cfg, load_config, template_from_cfg
+    from videoccam.dataset.collate import videoccam_collate_fn
+    from videoccam.export.hf_model import build_hf_model
+    from videoccam.export.tokenizer import prepare_tokenizer
+    from tests.export.helpers import model_cfg_options
+
+    cfg = load_config(ROOT / "configs/tiny/videoccam_tiny_qwen2_stage1.py", {
+        **model_cfg_options(tiny_models), "model.freeze_llm": False,
+        "train_dataloader.dataset.data_path": str(color_images / "data.json"),
+        "train_dataloader.dataset.data_root": str(color_images)})  # fmt: skip
+    dataset = build_from_cfg(cfg.train_dataloader.dataset)
+    items = [dataset[i] for i in range(len(dataset))]
+    torch.manual_seed(0)
+    model = build_from_cfg(cfg.model)
+    tokenizer = prepare_tokenizer(dataset.tokenizer, template_from_cfg(cfg))
+
+    def losses() -> dict[str, float]:
+        hf_model = build_hf_model(model, template_from_cfg(cfg), tokenizer)
+        return frame_ablation_losses(hf_model, items, videoccam_collate_fn)
+
+    before = losses()
+    assert check_grounding(before, accuracy=1.0, chance=0.25) != []  # the criterion can fail: it does here
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        batch = [items[i] for i in torch.randperm(len(items), generator=generator)[:4].tolist()]
+        loss = model(videoccam_collate_fn(batch)["data"], mode="loss")["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    after = losses()
+    assert after["real"] < before["real"]
+    assert check_grounding(after, accuracy=1.0, chance=0.25) == [], after

@@ -1,0 +1,368 @@
+"""Does a trained model use its frames? Frame-ablation losses and first-word accuracy on held-out QA data.
+
+A falling training loss is not proof that a video-language model looks at its video: the loss can fall on text
+priors alone while the visual path carries nothing. Two checks here show whether it does:
+
+* :func:`frame_ablation_losses`: the mean answer-token loss on held-out samples with their real frames, with the
+  frames of *another* sample (``shuffled``: a fixed derangement over the media samples) and with blank frames
+  (``blank``: all-zero pixel values, mid-grey after SigLIP's normalisation). A model that uses its input has a
+  clearly lower loss with the real frames than with either of the others.
+* :func:`first_word_accuracy`: greedy replies to questions whose answer starts with the content word (``"Red."``,
+  ``"Left."``), scored by exact match of the reply's first word with the answer's first word (case and
+  punctuation ignored), per ``task`` field of the records.
+
+:func:`check_grounding` turns both into pass / fail messages (the quickstart's gate).
+
+Notation: b samples of a batch, l tokens, f frames of all media in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from videoccam.evaluation.backend import VideoQABackend
+from videoccam.evaluation.metrics import Tally
+from videoccam.model.hf.constants import IGNORE_INDEX
+
+FRAME_CONDITIONS: tuple[str, ...] = ("real", "shuffled", "blank")
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A seeded permutation of ``range(n)`` with no fixed point (``n >= 2``): item i gets item ``perm[i]``'s frames.
+
+    Raises:
+        ValueError: If ``n < 2`` (one item cannot be given another item's frames).
+    """
+    if n < 2:
+        raise ValueError(f"shuffling frames across samples needs at least 2 media samples, got {n}")
+    rng = random.Random(seed)
+    while True:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if all(i != j for i, j in enumerate(perm)):
+            return perm
+
+
+def _fit_frames(frames: torch.Tensor, count: int) -> torch.Tensor:
+    """``frames`` [t, 3, h, w] cycled or cut to ``count`` frames (shuffled frames keep each sample's frame count)."""
+    if frames.shape[0] == count:
+        return frames
+    return frames[torch.arange(count) % frames.shape[0]]
+
+
+def ablate_frames(items: Sequence[Mapping[str, Any]], condition: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Dataset items with their ``pixel_values`` replaced according to ``condition``.
+
+    Args:
+        items: Training-dataset items (``input_ids``, ``labels`` and, for media samples, ``pixel_values``
+            [t, 3, h, w]).
+        condition: ``real`` (unchanged), ``shuffled`` (every media sample gets another media sample's frames,
+            cycled or cut to its own frame count) or ``blank`` (all-zero pixel values).
+        seed: Seed of the ``shuffled`` derangement.
+
+    Returns:
+        New item dicts (the inputs are not modified).
+
+    Raises:
+        ValueError: On an unknown condition, or ``shuffled`` with fewer than two media samples.
+    """
+    if condition not in FRAME_CONDITIONS:
+        raise ValueError(f"unknown frame condition {condition!r}; expected one of {FRAME_CONDITIONS}")
+    out = [dict(item) for item in items]
+    media = [i for i, item in enumerate(items) if "pixel_values" in item]
+    if condition == "shuffled":
+        for i, j in zip(media, (media[k] for k in derangement(len(media), seed))):
+            out[i]["pixel_values"] = _fit_frames(items[j]["pixel_values"], items[i]["pixel_values"].shape[0])
+    elif condition == "blank":
+        for i in media:
+            out[i]["pixel_values"] = torch.zeros_like(items[i]["pixel_values"])
+    return out
+
+
+@torch.no_grad()
+def answer_token_loss(model: Any, items: Sequence[Mapping[str, Any]], collate_fn: Any, batch_size: int = 16) -> float:
+    """Mean cross-entropy per answer token of ``model`` over ``items`` (every answer token weighs the same).
+
+    Args:
+        model: A model whose ``forward(input_ids=, attention_mask=, labels=, pixel_values=, num_frames=)``
+            splices the media and returns ``.logits`` over the spliced sequence and ``.loss`` (the exported
+            ``VideoCCAMForCausalLM``).
+        items: Training-dataset items.
+        collate_fn: The training collate (``videoccam_collate_fn``).
+        batch_size: Samples per forward.
+
+    Returns:
+        The loss (nats per token).
+    """
+    param = next(model.parameters())
+    total, tokens = 0.0, 0
+    for start in range(0, len(items), batch_size):
+        data = collate_fn(list(items[start : start + batch_size]))["data"]
+        pixel_values = data.get("pixel_values")
+        out = model(
+            input_ids=data["input_ids"].to(param.device),
+            attention_mask=data["attention_mask"].to(param.device),
+            labels=data["labels"].to(param.device),
+            pixel_values=None if pixel_values is None else pixel_values.to(param.device, param.dtype),
+            num_frames=data.get("num_frames"),
+            use_cache=False,
+        )
+        # the loss is a mean over the batch's answer tokens: weigh it by their number (the first token of a
+        # sample is never an answer, so shifting does not change the count)
+        n = int((data["labels"][:, 1:] != IGNORE_INDEX).sum())
+        total += float(out.loss) * n
+        tokens += n
+    if tokens == 0:
+        raise ValueError("no answer tokens in the evaluation items")
+    return total / tokens
+
+
+def frame_ablation_losses(
+    model: Any,
+    items: Sequence[Mapping[str, Any]],
+    collate_fn: Any,
+    batch_size: int = 16,
+    conditions: Sequence[str] = FRAME_CONDITIONS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Answer-token loss of ``model`` on ``items`` for each frame condition (see :func:`ablate_frames`).
+
+    Returns:
+        ``{condition: loss}`` in the order of ``conditions``.
+    """
+    model_was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        return {
+            condition: answer_token_loss(model, ablate_frames(items, condition, seed), collate_fn, batch_size)
+            for condition in tqdm(conditions, desc="frame-ablation losses", leave=False)
+        }
+    finally:
+        model.train(model_was_training)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# First-word accuracy
+# ----------------------------------------------------------------------------------------------------------------
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def first_word(text: str) -> str:
+    """The first word of ``text``, lower-cased, without punctuation (``" Red."`` -> ``"red"``; ``""`` if none)."""
+    match = _WORD.search(text)
+    return match.group(0).lower() if match else ""
+
+
+@dataclass
+class QAItem:
+    """One single-question media record to answer."""
+
+    uid: str
+    media_path: Path
+    kind: str  # "video" or "image"
+    question: str  # the human turn without its placeholder line
+    answer: str
+    task: str
+
+
+def qa_items(records: Iterable[Mapping[str, Any]], root: str | Path, source: str = "records") -> list[QAItem]:
+    """Single-question media records (design.md section 4, optional ``task``) as :class:`QAItem`.
+
+    Raises:
+        ValueError: A record without media, without exactly one question and answer, or without a placeholder
+            at the start of its question (naming ``source`` and the record).
+    """
+    items = []
+    for index, record in enumerate(records):
+        where = f"{source} record {index} (id {record.get('id')!r})"
+        kind = "video" if "video" in record else "image" if "image" in record else None
+        turns = record.get("conversations", [])
+        if kind is None:
+            raise ValueError(f"{where}: no video or image; accuracy is measured on media questions")
+        if len(turns) != 2 or [t.get("from") for t in turns] != ["human", "gpt"]:
+            raise ValueError(f"{where}: needs exactly one human question and one gpt answer, got {len(turns)} turns")
+        question = turns[0]["value"]
+        for token in ("<video>", "<image>"):
+            question = question.replace(token + "\n", "", 1) if question.startswith(token) else question
+        if "<video>" in question or "<image>" in question:
+            raise ValueError(f"{where}: the placeholder must open the question")
+        items.append(QAItem(str(record.get("id", index)), Path(root) / record[kind], kind, question,
+                            turns[1]["value"], str(record.get("task", "all"))))  # fmt: skip
+    return items
+
+
+@dataclass
+class AccuracyReport:
+    """Per-task first-word accuracy and the replies behind it."""
+
+    tallies: dict[str, Tally]
+    replies: list[dict[str, str]] = field(default_factory=list)
+
+    def accuracy(self, tasks: Sequence[str] | None = None) -> float:
+        """Pooled accuracy (0-1) over ``tasks`` (all when None); NaN when there is no question."""
+        chosen = [t for name, t in self.tallies.items() if tasks is None or name in tasks]
+        total = sum(t.total for t in chosen)
+        return sum(t.correct for t in chosen) / total if total else math.nan
+
+
+def first_word_accuracy(
+    backend: VideoQABackend,
+    items: Sequence[QAItem],
+    load_frames: Any,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+) -> AccuracyReport:
+    """Greedy replies to ``items`` scored by first-word match, grouped by task.
+
+    Args:
+        backend: The model (``encode`` once per media file, ``answer`` per batch).
+        items: Questions (:func:`qa_items`).
+        load_frames: ``(path, kind) -> list of PIL frames`` (e.g. a ``FrameSampling``'s ``load(...).frames``).
+        batch_size: Questions per ``answer`` call.
+        max_new_tokens: Reply budget (only the first word counts).
+
+    Returns:
+        The report; ``replies`` lists uid, task, answer and reply of every question.
+    """
+    cache: dict[Path, object] = {}
+    tallies: dict[str, Tally] = {}
+    replies = []
+    for start in tqdm(range(0, len(items), batch_size), desc="answering", leave=False):
+        batch = items[start : start + batch_size]
+        media = []
+        for item in batch:
+            if item.media_path not in cache:
+                cache[item.media_path] = backend.encode(load_frames(item.media_path, item.kind))
+            media.append(cache[item.media_path])
+        placeholder = {"video": "<video>", "image": "<image>"}
+        prompts = [f"{placeholder[item.kind]}\n{item.question}" for item in batch]
+        for item, reply in zip(batch, backend.answer(prompts, media, max_new_tokens=max_new_tokens)):
+            correct = first_word(reply) == first_word(item.answer) != ""
+            tally = tallies.setdefault(item.task, Tally())
+            tally.total += 1
+            tally.correct += int(correct)
+            replies.append({"uid": item.uid, "task": item.task, "answer": item.answer, "reply": reply})
+    return AccuracyReport(tallies, replies)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The gate
+# ----------------------------------------------------------------------------------------------------------------
+def check_grounding(
+    losses: Mapping[str, float],
+    accuracy: float,
+    chance: float,
+    min_relative_gap: float = 0.2,
+    min_accuracy_over_chance: float = 2.0,
+) -> list[str]:
+    """Reasons why a model does not clearly use its frames (an empty list means it does).
+
+    Args:
+        losses: :func:`frame_ablation_losses` output (``real``, ``shuffled``, ``blank``).
+        accuracy: First-word accuracy (0-1) on content questions.
+        chance: Accuracy (0-1) of guessing among the possible answers.
+        min_relative_gap: The real-frame loss must be at most ``1 - min_relative_gap`` times each other loss.
+        min_accuracy_over_chance: The accuracy must be at least this multiple of ``chance``.
+    """
+    failures = []
+    for other in ("shuffled", "blank"):
+        limit = (1.0 - min_relative_gap) * losses[other]
+        if not losses["real"] <= limit:
+            failures.append(
+                f"loss with real frames {losses['real']:.4f} is not {min_relative_gap:.0%} below the loss with "
+                f"{other} frames {losses[other]:.4f} (needs <= {limit:.4f})"
+            )
+    if not accuracy >= min_accuracy_over_chance * chance:
+        failures.append(
+            f"content accuracy {accuracy:.1%} is not clearly above chance {chance:.1%} "
+            f"(needs >= {min_accuracy_over_chance:g} x chance = {min_accuracy_over_chance * chance:.1%})"
+        )
+    return failures
+
+
+@dataclass
+class GroundingReport:
+    """What :func:`evaluate_grounding` measured."""
+
+    losses: dict[str, float]
+    accuracy: AccuracyReport
+    content_tasks: tuple[str, ...]
+    chance: float  # of the content questions, pooled
+
+    @property
+    def content_accuracy(self) -> float:
+        return self.accuracy.accuracy(self.content_tasks)
+
+    def failures(self, min_relative_gap: float = 0.2, min_accuracy_over_chance: float = 2.0) -> list[str]:
+        """:func:`check_grounding` of this report."""
+        return check_grounding(self.losses, self.content_accuracy, self.chance, min_relative_gap,
+                               min_accuracy_over_chance)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (losses, per-task tallies, content accuracy and chance)."""
+        return {"losses": self.losses, "content_tasks": list(self.content_tasks), "chance": self.chance,
+                "content_accuracy": self.content_accuracy,
+                "per_task": {task: t.to_dict() for task, t in self.accuracy.tallies.items()},
+                "replies": self.accuracy.replies}  # fmt: skip
+
+    def table(self) -> str:
+        """A printable summary: the three losses, then accuracy per task against chance."""
+        lines = ["answer-token loss on held-out samples:"]
+        real = self.losses["real"]
+        for name, value in self.losses.items():
+            rel = "" if name == "real" else f"   (real is {1 - real / value:+.0%} lower)" if value else ""
+            lines.append(f"  {name + ' frames':<16} {value:.4f}{rel}")
+        lines.append("first-word accuracy per task:")
+        for task, tally in self.accuracy.tallies.items():
+            mark = " (content)" if task in self.content_tasks else ""
+            lines.append(f"  {task:<16} {tally.correct:>4}/{tally.total:<4} {tally.correct / tally.total:6.1%}{mark}")
+        lines.append(f"  content questions: {self.content_accuracy:.1%} (chance {self.chance:.1%})")
+        return "\n".join(lines)
+
+
+def evaluate_grounding(
+    backend: Any,
+    dataset: Any,
+    records: Sequence[Mapping[str, Any]],
+    content_chance: Mapping[str, float],
+    batch_size: int = 16,
+) -> GroundingReport:
+    """Frame-ablation losses and first-word accuracy of a converted model on held-out data.
+
+    Args:
+        backend: An ``HFVideoCCAMBackend`` (its ``model`` computes the losses).
+        dataset: A ``VideoCCAMDataset`` over the held-out records (built from the training config, so prompts
+            and frames are processed exactly as in training); its frame sampling is also used for answering.
+        records: The held-out records (single-question media records are answered; others only enter the
+            losses).
+        content_chance: ``{task: chance accuracy}`` of the content questions (e.g. 1/4 for a colour out of four).
+        batch_size: Samples per forward.
+
+    Returns:
+        The report.
+    """
+    from videoccam.dataset.collate import videoccam_collate_fn
+
+    items = [dataset[i] for i in tqdm(range(len(dataset)), desc="loading held-out samples", leave=False)]
+    losses = frame_ablation_losses(backend.model, items, videoccam_collate_fn, batch_size=batch_size)
+    answerable = [r for r in records if len(r.get("conversations", [])) == 2 and ("video" in r or "image" in r)]
+    questions = qa_items(answerable, dataset.data_root, source=dataset.source)
+
+    def load_frames(path: Path, kind: str) -> list:
+        return dataset.frame_sampling.load(path, kind).frames
+
+    accuracy = first_word_accuracy(backend, questions, load_frames, batch_size=batch_size)
+    content = tuple(task for task in content_chance if task in accuracy.tallies)
+    counts = {task: accuracy.tallies[task].total for task in content}
+    total = sum(counts.values())
+    chance = sum(content_chance[task] * n for task, n in counts.items()) / total if total else math.nan
+    return GroundingReport(losses, accuracy, content, chance)
