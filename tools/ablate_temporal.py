@@ -3,7 +3,9 @@
     python tools/ablate_temporal.py                         # generated data, defaults below, ~10-20 min on 2 CPU cores
     python tools/ablate_temporal.py --train T.json --test V.json --root DIR --eval-frames 16,32,64
 
-Both variants share the seed, data and steps; only ``model.projector.causal_mask`` differs. Without --train /
+Both variants share the seed, data and steps; only ``model.projector.causal_mask`` differs. The frozen SigLIP's
+features of the training frames are cached in OUT/feature_cache by the first epoch and read by every later
+epoch and by the second variant (--no-feature-cache when a config trains the vision tower). Without --train /
 --test / --root it generates a temporal task (videoccam.synthetic.shapes.generate_temporal: the order in which
 coloured shapes appear, the direction a shape moves; the answer depends on frame order, not on the set of
 frames); with the default config it also builds the tiny models if they are missing. Each test question is scored by exact match of the reply's first word with the answer's first word
@@ -45,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-train", type=int, default=1000, help="generated training videos (default: 1000)")
     parser.add_argument("--num-test", type=int, default=200, help="generated test videos (default: 200)")
     parser.add_argument("--batch-size", type=int, default=32, help="questions per generation batch (default: 32)")
+    parser.add_argument("--no-feature-cache", action="store_true",
+                        help="decode and encode the frames every step instead of caching the frozen SigLIP's "
+                        "features in OUT/feature_cache (needed when the config trains the vision tower)")
     parser.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=None,
                         help="config overrides for both variants, e.g. train_cfg.max_epochs=2")
     args = parser.parse_args(argv)
@@ -67,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_ablation(
             args.train, args.test, args.root, out, config=args.config, train_frames=args.train_frames,
             eval_frames=args.eval_frames, seed=args.seed, cfg_options=options,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, feature_cache=None if args.no_feature_cache else out / "feature_cache",
         )  # fmt: skip
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"ablation failed: {error}", file=sys.stderr)

@@ -39,6 +39,8 @@ def test_ablation_smoke(tiny_models, tmp_path, capsys):
     assert ckpts["ccam"]["meta"]["cfg"] != ckpts["no_mask"]["meta"]["cfg"]
     assert "causal_mask=False" in ckpts["no_mask"]["meta"]["cfg"].replace(" ", "")
     assert "causal_mask=True" in ckpts["ccam"]["meta"]["cfg"].replace(" ", "")
+    # the frozen SigLIP's features were cached once for both variants (8 training videos)
+    assert len(list((out / "feature_cache").rglob("*.safetensors"))) >= 8
     printed = capsys.readouterr().out
     assert "variant" in printed and "no_mask" in printed and "direction" in printed
     with Image.open(out / "results.png") as image:

@@ -85,17 +85,23 @@ def train_variant(
     cfg_options: Sequence[str],
     seed: int,
     log_file: str | os.PathLike | None = None,
+    feature_cache: str | os.PathLike | None = None,
 ) -> Path:
     """Train one variant with ``tools/train.py`` in a subprocess; returns its last checkpoint.
+
+    ``feature_cache``: a folder for the frozen vision tower's features (``tools/train.py --feature-cache``), so
+    that only the first epoch (of the first variant) decodes videos and runs SigLIP.
 
     Raises:
         RuntimeError: training failed or wrote no checkpoint (naming the log file).
     """
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()  # the subprocess runs in the repository root
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_file) if log_file else work_dir / "train_stdout.log"
     cmd = [sys.executable, str(TRAIN_TOOL), str(config), "--work-dir", str(work_dir), "--cfg-options",
            f"randomness.seed={seed}", *cfg_options]  # fmt: skip
+    if feature_cache is not None:
+        cmd += ["--feature-cache", str(Path(feature_cache).resolve())]
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     with open(log_path, "w") as log:
         status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
@@ -178,6 +184,7 @@ def run_ablation(
     cfg_options: Mapping[str, Any] | None = None,
     variants: Mapping[str, Mapping[str, Any]] = VARIANTS,
     batch_size: int = 32,
+    feature_cache: str | os.PathLike | None = None,
 ) -> AblationResult:
     """Train every variant on ``train_file`` and evaluate it on ``test_file``; writes ``out_dir/results.json``.
 
@@ -194,6 +201,8 @@ def run_ablation(
             round trip through ``--cfg-options key=value``: paths, numbers, booleans).
         variants: variant name -> its own config overrides.
         batch_size: questions per generation batch.
+        feature_cache: folder of the frozen vision tower's features, shared by the variants (None: decode and
+            encode every step; the config must not train the vision tower otherwise).
 
     Returns:
         The accuracies.
@@ -223,7 +232,7 @@ def run_ablation(
         options = [f"{key}={value}" for key, value in overrides.items()]
         print(f"[{name}] training ({', '.join(f'{k}={v}' for k, v in own.items())}), log: "
               f"{out / name / 'train_stdout.log'}", flush=True)  # fmt: skip
-        checkpoint = train_variant(config, out / name, options, seed)
+        checkpoint = train_variant(config, out / name, options, seed, feature_cache=feature_cache)
         print(f"[{name}] evaluating at {list(eval_frames)} frames on {len(records)} questions", flush=True)
         result.reports[name] = evaluate_variant(config, checkpoint, overrides, records, root, eval_frames,
                                                 batch_size=batch_size)  # fmt: skip

@@ -304,7 +304,7 @@ def pretrain_llm(model, tokenizer, steps: int, seed: int = 0, batch_size: int = 
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 
