@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-videos", type=int, default=400, help="training videos (default: %(default)s)")
     parser.add_argument("--num-images", type=int, default=100, help="training images (default: %(default)s)")
     parser.add_argument("--num-text", type=int, default=24, help="text-only records (default: %(default)s)")
-    parser.add_argument("--num-val-videos", type=int, default=40, help="held-out videos (default: %(default)s)")
+    parser.add_argument("--num-val-videos", type=int, default=80, help="held-out videos (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=32, help="frames per video (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="frame width and height (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

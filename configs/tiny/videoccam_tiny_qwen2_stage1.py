@@ -40,16 +40,16 @@ dataloader_num_workers = 0
 
 # Scheduler & Optimizer: one CPU process (OptimWrapper, not AMP; gloo), a few epochs
 num_gpus = 1  # one process (what tools/plan_memory.py assumes)
-batch_size = 4  # per device
+batch_size = 8  # per device
 accumulative_counts = 1
 global_batch_size = num_gpus * batch_size * accumulative_counts
-max_epochs = 6
-warmup_iters = 3  # iterations (the real recipes use a 3% ratio; tiny runs can be 2 iterations long)
+max_epochs = 12
+warmup_iters = 20  # iterations (the real recipes use a 3% ratio; tiny runs can be 2 iterations long)
 
 # Save
-save_steps = 50
+save_steps = 2000
 save_total_limit = 1
-log_interval = 5
+log_interval = 10
 
 #######################################################################
 #              PART 2-5  the values above, where they are read        #

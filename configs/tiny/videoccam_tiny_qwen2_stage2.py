@@ -16,10 +16,10 @@ data_root = "work_dirs/synthetic_data"
 data_path = data_root + "/train.json"
 global_batch_size = num_gpus * batch_size * accumulative_counts  # noqa: F405
 lr = 2e-4 * 10  # tiny random models learn slowly at the real recipe's 2e-4
-max_epochs = 6
+max_epochs = 22
 llm_lora_r, llm_lora_alpha = 16, 32
 visual_encoder_lora_r, visual_encoder_lora_alpha = 8, 16
-sample_interval = 36  # sample answers (the first video and image of the data) twice during training and at the end
+sample_interval = 400  # sample answers (the first video and image of the data) every 400 iterations and at the end
 sample_max_new_tokens = 16
 
 #######################################################################

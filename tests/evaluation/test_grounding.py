@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -57,10 +58,37 @@ def test_ablate_frames():
     assert sorted(float(v[0, 0, 0, 0]) for v in values.values()) == [1.0, 2.0, 3.0]  # a permutation
     assert "pixel_values" not in shuffled[1]
     blank = ablate_frames(items, "blank")
-    assert all(not blank[i]["pixel_values"].any() for i in (0, 2, 3))
+    assert all(not blank[i]["pixel_values"].any() for i in (0, 2, 3))  # normalised frames: 0 is mid-grey
     assert float(items[0]["pixel_values"].min()) == 1.0  # the inputs are not modified
     with pytest.raises(ValueError, match="unknown frame condition 'noise'"):
         ablate_frames(items, "noise")
+
+
+def test_uint8_frames_are_normalised_as_in_training_and_blank_is_mid_grey():
+    affine = torch.tensor([[2 / 255] * 3, [-1.0] * 3])  # SigLIP's rescale + normalisation as (scale, offset)
+    frames = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    seen = []
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, pixel_values=None, **kwargs):
+            seen.append(pixel_values)
+            return SimpleNamespace(loss=torch.tensor(0.5))
+
+    def collate(batch):
+        return {"data": {"input_ids": torch.tensor([[1, 2, 3]]), "attention_mask": torch.ones(1, 3),
+                         "labels": torch.tensor([[-100, 2, 3]]), "pixel_values": batch[0]["pixel_values"],
+                         "pixel_affine": affine, "num_frames": [2]}}  # fmt: skip
+
+    items = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "pixel_values": frames}]
+    losses = frame_ablation_losses(Model(), items, collate, conditions=("real", "blank"))
+    assert losses == {"real": 0.5, "blank": 0.5}
+    torch.testing.assert_close(seen[0], frames.float() * 2 / 255 - 1)
+    torch.testing.assert_close(seen[1], torch.full_like(seen[1], 128 * 2 / 255 - 1))  # mid-grey, not black
+    assert ablate_frames(items, "blank")[0]["pixel_values"].dtype == torch.uint8
 
 
 def test_first_word():
@@ -129,11 +157,15 @@ def test_first_word_accuracy_scores_first_words_per_task_and_encodes_each_file_o
 def test_check_grounding_names_each_failed_criterion():
     ok = {"real": 0.3, "shuffled": 0.6, "blank": 0.5}
     assert check_grounding(ok, accuracy=0.9, chance=0.25) == []
-    failures = check_grounding({"real": 0.45, "shuffled": 0.5, "blank": 0.9}, accuracy=0.4, chance=0.25)
+    failures = check_grounding({"real": 0.45, "shuffled": 0.5, "blank": 0.9}, accuracy=0.35, chance=0.25)
     assert len(failures) == 2
     assert "loss with real frames 0.4500 is not 20% below the loss with shuffled frames 0.5000" in failures[0]
-    assert "content accuracy 40.0% is not clearly above chance 25.0%" in failures[1]
+    assert "content accuracy 35.0% is not clearly above chance 25.0% (needs >= 1.5 x chance = 37.5%)" in failures[1]
     assert check_grounding(ok, accuracy=0.49, chance=0.25, min_accuracy_over_chance=2.0) != []
+    # with few questions a lucky guesser must not pass: 3 binomial standard errors above chance
+    assert check_grounding(ok, accuracy=0.45, chance=0.25, num_questions=1000) == []
+    few = check_grounding(ok, accuracy=0.45, chance=0.25, num_questions=20)
+    assert len(few) == 1 and "chance + 3 standard errors over 20 questions = 54.0%" in few[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_defaults(tmp_path):
     """The defaults are the quickstart's data: enough videos that the tiny model generalises to held-out ones."""
     result = synthetic.generate(tmp_path)
     assert (result.num_train, result.num_val, result.num_captions) == (
-        400 + 100 + 24, 40 * len(synthetic.VAL_QUESTION_TYPES), 400 + 100)
+        400 + 100 + 24, 80 * len(synthetic.VAL_QUESTION_TYPES), 400 + 100)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -146,8 +146,8 @@ class Sample:
     conversation: list[dict[str, str]]  # xtuner format: [{"input", "output", "system"?}], <image> placeholder
 
 
-KNOWN_KEYS = frozenset({"id", "video", "image", "conversations", "num_frames", "subtitles"})
-"""Fields this project reads (data/README.md). Other fields are ignored (LLaVA-style files often carry extra
+KNOWN_KEYS = frozenset({"id", "video", "image", "conversations", "num_frames", "subtitles", "task"})
+"""Fields this project reads (data/README.md; ``task`` only by evaluations). Other fields are ignored (LLaVA-style files often carry extra
 metadata); the validator lists them as warnings so that a typo such as ``"vidoe"`` is noticed."""
 
 

@@ -5,8 +5,8 @@ priors alone while the visual path carries nothing. Two checks here show whether
 
 * :func:`frame_ablation_losses`: the mean answer-token loss on held-out samples with their real frames, with the
   frames of *another* sample (``shuffled``: a fixed derangement over the media samples) and with blank frames
-  (``blank``: all-zero pixel values, mid-grey after SigLIP's normalisation). A model that uses its input has a
-  clearly lower loss with the real frames than with either of the others.
+  (``blank``: uniform mid-grey: 128 for the dataset's uint8 frames, 0 for normalised ones). A model that uses
+  its input has a clearly lower loss with the real frames than with either of the others.
 * :func:`first_word_accuracy`: greedy replies to questions whose answer starts with the content word (``"Red."``,
   ``"Left."``), scored by exact match of the reply's first word with the answer's first word (case and
   punctuation ignored), per ``task`` field of the records.
@@ -66,7 +66,8 @@ def ablate_frames(items: Sequence[Mapping[str, Any]], condition: str, seed: int 
         items: Training-dataset items (``input_ids``, ``labels`` and, for media samples, ``pixel_values``
             [t, 3, h, w]).
         condition: ``real`` (unchanged), ``shuffled`` (every media sample gets another media sample's frames,
-            cycled or cut to its own frame count) or ``blank`` (all-zero pixel values).
+            cycled or cut to its own frame count) or ``blank`` (uniform mid-grey: 128 for uint8 frames, 0 for
+            normalised ones).
         seed: Seed of the ``shuffled`` derangement.
 
     Returns:
@@ -84,7 +85,9 @@ def ablate_frames(items: Sequence[Mapping[str, Any]], condition: str, seed: int 
             out[i]["pixel_values"] = _fit_frames(items[j]["pixel_values"], items[i]["pixel_values"].shape[0])
     elif condition == "blank":
         for i in media:
-            out[i]["pixel_values"] = torch.zeros_like(items[i]["pixel_values"])
+            frames = items[i]["pixel_values"]  # uint8 (normalised by the model) or already normalised
+            grey = 128 if frames.dtype == torch.uint8 else 0
+            out[i]["pixel_values"] = torch.full_like(frames, grey)
     return out
 
 
@@ -108,6 +111,10 @@ def answer_token_loss(model: Any, items: Sequence[Mapping[str, Any]], collate_fn
     for start in range(0, len(items), batch_size):
         data = collate_fn(list(items[start : start + batch_size]))["data"]
         pixel_values = data.get("pixel_values")
+        if pixel_values is not None and pixel_values.dtype == torch.uint8:  # the dataset's normalize_in_model
+            from videoccam.model.videoccam_model import normalize_pixels
+
+            pixel_values = normalize_pixels(pixel_values, data.get("pixel_affine"))
         out = model(
             input_ids=data["input_ids"].to(param.device),
             attention_mask=data["attention_mask"].to(param.device),
@@ -261,8 +268,10 @@ def check_grounding(
     losses: Mapping[str, float],
     accuracy: float,
     chance: float,
+    num_questions: int | None = None,
     min_relative_gap: float = 0.2,
-    min_accuracy_over_chance: float = 2.0,
+    min_accuracy_over_chance: float = 1.5,
+    min_standard_errors: float = 3.0,
 ) -> list[str]:
     """Reasons why a model does not clearly use its frames (an empty list means it does).
 
@@ -270,8 +279,12 @@ def check_grounding(
         losses: :func:`frame_ablation_losses` output (``real``, ``shuffled``, ``blank``).
         accuracy: First-word accuracy (0-1) on content questions.
         chance: Accuracy (0-1) of guessing among the possible answers.
+        num_questions: Content questions scored; with it the accuracy must also be ``min_standard_errors``
+            binomial standard errors of a guesser above chance (``sqrt(chance (1 - chance) / n)``), so that a
+            handful of lucky answers cannot pass.
         min_relative_gap: The real-frame loss must be at most ``1 - min_relative_gap`` times each other loss.
         min_accuracy_over_chance: The accuracy must be at least this multiple of ``chance``.
+        min_standard_errors: See ``num_questions``.
     """
     failures = []
     for other in ("shuffled", "blank"):
@@ -281,10 +294,16 @@ def check_grounding(
                 f"loss with real frames {losses['real']:.4f} is not {min_relative_gap:.0%} below the loss with "
                 f"{other} frames {losses[other]:.4f} (needs <= {limit:.4f})"
             )
-    if not accuracy >= min_accuracy_over_chance * chance:
+    needed = min_accuracy_over_chance * chance
+    why = f"{min_accuracy_over_chance:g} x chance"
+    if num_questions:
+        significant = chance + min_standard_errors * math.sqrt(chance * (1.0 - chance) / num_questions)
+        if significant > needed:
+            needed = significant
+            why = f"chance + {min_standard_errors:g} standard errors over {num_questions} questions"
+    if not accuracy >= needed:
         failures.append(
-            f"content accuracy {accuracy:.1%} is not clearly above chance {chance:.1%} "
-            f"(needs >= {min_accuracy_over_chance:g} x chance = {min_accuracy_over_chance * chance:.1%})"
+            f"content accuracy {accuracy:.1%} is not clearly above chance {chance:.1%} (needs >= {why} = {needed:.1%})"
         )
     return failures
 
@@ -302,10 +321,14 @@ class GroundingReport:
     def content_accuracy(self) -> float:
         return self.accuracy.accuracy(self.content_tasks)
 
-    def failures(self, min_relative_gap: float = 0.2, min_accuracy_over_chance: float = 2.0) -> list[str]:
+    @property
+    def content_questions(self) -> int:
+        return sum(self.accuracy.tallies[task].total for task in self.content_tasks)
+
+    def failures(self, min_relative_gap: float = 0.2, min_accuracy_over_chance: float = 1.5) -> list[str]:
         """:func:`check_grounding` of this report."""
-        return check_grounding(self.losses, self.content_accuracy, self.chance, min_relative_gap,
-                               min_accuracy_over_chance)  # fmt: skip
+        return check_grounding(self.losses, self.content_accuracy, self.chance, self.content_questions,
+                               min_relative_gap, min_accuracy_over_chance)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (losses, per-task tallies, content accuracy and chance)."""
@@ -325,7 +348,8 @@ class GroundingReport:
         for task, tally in self.accuracy.tallies.items():
             mark = " (content)" if task in self.content_tasks else ""
             lines.append(f"  {task:<16} {tally.correct:>4}/{tally.total:<4} {tally.correct / tally.total:6.1%}{mark}")
-        lines.append(f"  content questions: {self.content_accuracy:.1%} (chance {self.chance:.1%})")
+        lines.append(f"  content questions: {self.content_accuracy:.1%} of {self.content_questions} "
+                     f"(chance {self.chance:.1%})")
         return "\n".join(lines)
 
 

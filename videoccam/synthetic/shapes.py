@@ -452,7 +452,7 @@ def generate(
     num_videos: int = 400,
     num_images: int = 100,
     num_text: int = 24,
-    num_val_videos: int = 40,
+    num_val_videos: int = 80,
     frames: int = 32,
     size: int = 64,
     seed: int = 0,
