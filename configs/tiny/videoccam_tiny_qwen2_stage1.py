@@ -22,6 +22,7 @@ visual_encoder_name_or_path = "work_dirs/tiny_models/siglip"
 torch_dtype = torch.float32
 use_activation_checkpointing = False
 num_queries = 32  # visual tokens per image or video
+num_frames = 8  # frames per training video (the real recipes: 16); 2 to 4 shapes, each on screen >= 2 frames
 vision_chunk_size = 16
 projector_hidden_size = 64
 projector_num_heads = 4
@@ -70,7 +71,8 @@ train_dataloader.update(  # noqa: F405
     num_workers=dataloader_num_workers,
     pin_memory=False,
     dataset=dict(data_path=data_path, data_root=data_root, tokenizer=tokenizer, image_processor=image_processor,
-                 template=prompt_template, num_queries=num_queries, max_length=max_length, on_error=on_error),
+                 template=prompt_template, num_queries=num_queries, num_frames=num_frames, max_length=max_length,
+                 on_error=on_error),
 )
 train_dataloader.sampler = dict(type=DefaultSampler, shuffle=True)  # noqa: F405  (plain shuffling: tiny batches)
 optim_wrapper.update(type=OptimWrapper, accumulative_counts=accumulative_counts)  # noqa: F405  (AMP needs a GPU)

@@ -210,8 +210,16 @@ def test_temporal_records_and_answers(temporal):
     for record in train + test:
         scene = scenes[record["id"]]
         assert record["task"] == scene["task"] in synthetic.TEMPORAL_TASKS
-        question, answer = (turn["value"] for turn in record["conversations"])
+        turns = [turn["value"] for turn in record["conversations"]]
+        question, answer = turns[:2]
         assert question.startswith("<video>\n")
+        if record in train:  # then a description of the whole video, which cannot give the answer away
+            assert len(turns) == 4 and turns[2] in synthetic.VIDEO_CAPTION_PROMPTS
+            names = [f"{e['color']} {e['shape']}" for e in scene["events"]]
+            assert turns[3] == (synthetic.describe_sequence(names) if record["task"] == "order" else
+                                synthetic.describe_motion(*names[0].split(), answer[:-1].lower()))
+        else:
+            assert len(turns) == 2
         assert set(re.findall(r"[A-Za-z]+", question.removeprefix("<video>\n") + answer)) <= words
         events = scene["events"]
         if record["task"] == "order":
