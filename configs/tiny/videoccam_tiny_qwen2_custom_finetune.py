@@ -34,6 +34,7 @@ dataloader_num_workers = 0  # DataLoader worker processes (raise on real data: d
 # Optimisation: a small dataset, a few epochs, a lower LR than stage 2
 lr = 1e-3
 max_epochs = 3
+warmup_iters = 3  # iterations (the quickstart's stages: 20)
 batch_size = 4
 save_steps = 50
 
@@ -55,5 +56,6 @@ train_dataloader.dataset.update(  # noqa: F405
 train_dataloader.update(batch_size=batch_size, num_workers=dataloader_num_workers)  # noqa: F405
 optim_wrapper.optimizer.lr = lr  # noqa: F405
 train_cfg.max_epochs = max_epochs  # noqa: F405
+param_scheduler[0].end = warmup_iters  # noqa: F405
 param_scheduler[1].end = max_epochs  # noqa: F405
 default_hooks.checkpoint.interval = save_steps  # noqa: F405

@@ -36,6 +36,7 @@ on_error = "raise"
 lr = 1e-3
 batch_size = 3
 max_epochs = 5
+warmup_iters = 3  # iterations (the quickstart's stages: 20)
 save_steps = 20
 
 #######################################################################
@@ -61,5 +62,6 @@ train_dataloader.dataset.update(  # noqa: F405
 )
 optim_wrapper.optimizer.lr = lr  # noqa: F405
 train_cfg.max_epochs = max_epochs  # noqa: F405
+param_scheduler[0].end = warmup_iters  # noqa: F405
 param_scheduler[1].end = max_epochs  # noqa: F405
 default_hooks.checkpoint.interval = save_steps  # noqa: F405

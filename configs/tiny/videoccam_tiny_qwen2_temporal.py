@@ -21,7 +21,7 @@ data_path = data_root + "/train.json"
 num_frames = 16
 batch_size = 8
 lr = 1e-3
-max_epochs = 16  # 1000 videos / 8 = 125 iterations per epoch
+max_epochs = 32  # 1000 videos / 8 = 125 iterations per epoch: 4,000 iterations
 warmup_iters = 20
 llm_lora_r, llm_lora_alpha = 16, 32
 save_steps = 100000  # the last iteration only
