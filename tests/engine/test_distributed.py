@@ -266,6 +266,7 @@ class Runs:
         torch.save({"state_dict": self.init_weights}, init)
         self.opts = tiny_cfg_options(tiny_models, synthetic_data) + [
             f"train_dataloader.dataset.data_path={data}",
+            "train_dataloader.dataset.num_frames=16",  # the video below: 16 frames (the tiny recipe samples 8)
             f"model.pretrained_pth={init}",
             "model.llm_lora.lora_dropout=0.0",
             "model.visual_encoder_lora.lora_dropout=0.0",

@@ -38,12 +38,13 @@ def _tiny_batch() -> dict:
             "num_frames": [16, 1], "skipped": []}  # fmt: skip
 
 
-def hand_count_stage1() -> float:
+def hand_count_stage1(vocab: int) -> float:
     """FLOPs of the tiny stage-1 step on ``_tiny_batch``, counted by hand from the tiny configs.
 
     SigLIP (tools/make_tiny_models.py): 64x64 images, patch 16 -> p = 16 patches, width c = 32, MLP 64, 2 layers,
     attention-pooling head. Projector (configs/tiny): q = 32 queries, width e = 64, MLP 128, 1 block, group-causal
-    self-attention, output 64. LLM: width 64, MLP 128, 2 layers, 4 heads x 16, 2 KV heads, vocabulary 695.
+    self-attention, output 64. LLM: width 64, MLP 128, 2 layers, 4 heads x 16, 2 KV heads, vocabulary ``vocab``
+    (the tiny tokenizer's: it grows with the synthetic data's words).
     Stage 1 trains the projector only: SigLIP runs forward only; the frozen LLM passes input gradients back.
     """
     # SigLIP, per frame (forward only)
@@ -71,7 +72,7 @@ def hand_count_stage1() -> float:
     tokens, pairs = 51 + 43, 51 * 52 // 2 + 43 * 44 // 2
     linear = 2 * tokens * (64 * 64 + 64 * 32 + 64 * 32 + 64 * 64 + 3 * 64 * 128)  # per layer
     attn = 4 * 64 * pairs  # per layer, causal
-    head = 2 * (5 + 3) * 64 * 695  # LM head on the 8 answer tokens only (as VideoCCAMModel._answer_loss)
+    head = 2 * (5 + 3) * 64 * vocab  # LM head on the 8 answer tokens only (as VideoCCAMModel._answer_loss)
     llm = 2 * (linear + attn) + 2 * (linear + 2 * attn) + 2 * head
     return siglip + proj + llm
 
@@ -82,7 +83,7 @@ def test_step_flops_match_a_hand_count_within_5_percent(stage1_model):
     data = _tiny_batch()
     counts, flops = hook.step_flops(data)
     assert counts == {"samples": 2, "lengths": [51, 43], "num_frames": [16, 1], "answer_tokens": 8}
-    hand = hand_count_stage1()
+    hand = hand_count_stage1(stage1_model.llm.config.vocab_size)
     assert flops == pytest.approx(hand, rel=0.05)
     assert flops == pytest.approx(hand, rel=1e-9)  # the same conventions: in fact equal
 
@@ -99,7 +100,7 @@ def test_hook_logs_rates_per_second_and_tflops_per_device(stage1_model):
            ("samples_per_s", "tokens_per_s", "frames_per_s", "data_wait", "tflops_per_device")}  # fmt: skip
     assert got["samples_per_s"] == 1.0 and got["tokens_per_s"] == 47.0 and got["frames_per_s"] == 8.5
     assert got["data_wait"] == 0.25
-    assert got["tflops_per_device"] == pytest.approx(hand_count_stage1() / 2.0 / 1e12)
+    assert got["tflops_per_device"] == pytest.approx(hand_count_stage1(stage1_model.llm.config.vocab_size) / 2.0 / 1e12)
 
 
 def test_batch_counts_of_an_all_skipped_batch():
