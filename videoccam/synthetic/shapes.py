@@ -553,20 +553,30 @@ def _direction_scene(rng: random.Random, scene_id: str, num_frames: int, size: i
 
 
 def temporal_record(rng: random.Random, scene: VideoScene, task: str, describe_prompt: str | None = None) -> dict:
-    """The record of a temporal scene (``task`` is ``"order"`` or ``"direction"``): one question, and with
-    ``describe_prompt`` a second turn asking for a description of the whole video ("A red square, then a blue
-    circle."; "A red square moves from the left to the right."). The description comes after the question, so
-    it never gives the answer away; it teaches the projector to carry every shape, in order."""
+    """The record of a temporal scene (``task`` is ``"order"`` or ``"direction"``).
+
+    Without ``describe_prompt`` (test records): one question. With it (training records): an ``order`` video is
+    asked both "first" and "last" (in random order, so the question word, not the video alone, decides the
+    answer), then every video is asked for a description of the whole video ("A red square, then a blue
+    circle."; "A red square moves from the left to the right."). The description comes after the questions, so it
+    never gives an answer away; it teaches the projector to carry every shape, in order.
+    """
     if task == "order":
-        pair = order_qa([event.color for event in scene.events], rng.choice(("first", "last")))
+        colors = [event.color for event in scene.events]
+        which = rng.choice(("first", "last"))
+        pairs = [order_qa(colors, which)]
+        if describe_prompt is not None:
+            other = order_qa(colors, "last" if which == "first" else "first")
+            pairs = [*pairs, other] if rng.random() < 0.5 else [other, *pairs]
         description = describe_sequence([event.name for event in scene.events])
     else:
         event = scene.events[0]
         (x0, y0), (x1, y1) = event.start_center, event.end_center
         direction = ("right" if x1 > x0 else "left") if x1 != x0 else ("down" if y1 > y0 else "up")
-        pair = direction_qa(event.shape, direction)
+        pairs = [direction_qa(event.shape, direction)]
         description = describe_motion(event.color, event.shape, direction)
-    pairs = [pair] if describe_prompt is None else [pair, (describe_prompt, description)]
+    if describe_prompt is not None:
+        pairs.append((describe_prompt, description))
     return _record(scene.id, pairs, video=scene.video, task=task)
 
 
@@ -602,8 +612,8 @@ def generate_temporal(
 
     A projector that ignores frame order (no CCAM mask, no temporal position embedding) can therefore do no
     better than guessing among the colours shown (order) or between the two directions of the visible axis.
-    Training records add a second turn, a description of the whole video (:func:`temporal_record`); test
-    records hold the question only. Every record has a ``task`` field. Layout: ``train.json``, ``test.json``, ``metadata.json``, ``videos/``.
+    Training records ask an order video both questions and end with a description of the whole video
+    (:func:`temporal_record`); test records hold one question. Every record has a ``task`` field. Layout: ``train.json``, ``test.json``, ``metadata.json``, ``videos/``.
 
     Args:
         out_dir: Output folder.
