@@ -36,4 +36,5 @@ param_scheduler[1].end = max_epochs  # noqa: F405
 #######################################################################
 #              PART 5  the values above, where they are read          #
 #######################################################################
-custom_hooks[-1].update(interval=sample_interval, max_new_tokens=sample_max_new_tokens)  # noqa: F405  (SampleAnswersHook)
+# SampleAnswersHook
+custom_hooks[-1].update(interval=sample_interval, max_new_tokens=sample_max_new_tokens)  # noqa: F405
