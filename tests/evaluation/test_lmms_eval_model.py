@@ -126,10 +126,15 @@ metric_list:
 """
 
 TASK_UTILS = """\
+import os
+
 from PIL import Image
 
 
 def doc_to_visual(doc):
+    if os.environ.get("VIDEOCCAM_VISITS"):  # which process asked for which document's media
+        with open(os.environ["VIDEOCCAM_VISITS"], "a") as f:
+            f.write(os.environ.get("RANK", "-") + " " + doc["question"] + "\\n")
     if doc.get("video"):
         return [doc["video"]]  # a video path: the adapter samples its frames
     return [Image.open(doc["image"]).convert("RGB")]  # a PIL image, as lmms-eval's image tasks give
@@ -232,16 +237,58 @@ def test_real_lmms_eval_instances_for_a_video_and_an_image(lmms_python, task_dir
     assert all(logprob < 0 for logprob, _ in choice["replies"])
 
 
-def test_lmms_eval_command_line_runs_a_local_task_offline(lmms_python, task_dir, hf_dir, expected, tmp_path):
-    out_dir = tmp_path / "results"
-    cmd = [str(lmms_python), "-m", "lmms_eval", "--model", "videoccam", "--model_args",
+def _run_lmms_eval(lmms_python: Path, task_dir: Path, hf_dir: Path, tmp: Path, nproc: int = 0) -> dict:
+    """The ``lmms-eval`` command on the local generation task (under ``torchrun`` with ``nproc`` processes):
+    its replies by document, its results, which process read which document, and its output."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else []
+    cmd = [str(lmms_python), *launcher, "-m", "lmms_eval", "--model", "videoccam", "--model_args",
            f"pretrained={hf_dir},num_frames={NUM_FRAMES},device=cpu", "--tasks", "videoccam_local_qa",
-           "--include_path", str(task_dir), "--batch_size", "1", "--output_path", str(out_dir), "--log_samples"]
-    run = subprocess.run(cmd, cwd=tmp_path, env=_lmms_env(tmp_path), capture_output=True, text=True, timeout=600)
+           "--include_path", str(task_dir), "--batch_size", "1", "--output_path", str(tmp / "results"),
+           "--log_samples"]  # fmt: skip
+    env = {**_lmms_env(tmp), "VIDEOCCAM_VISITS": str(tmp / "visits.txt")}
+    run = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-5000:]}"
-    samples = [json.loads(line) for path in out_dir.rglob("*samples_videoccam_local_qa.jsonl")
+    samples = [json.loads(line) for path in (tmp / "results").rglob("*samples_videoccam_local_qa.jsonl")
                for line in path.read_text().splitlines()]  # fmt: skip
     replies = {s["doc_id"]: s["filtered_resps"] for s in samples}
-    flat = {k: v[0] if isinstance(v, list) else v for k, v in replies.items()}
-    assert flat == {0: expected["video"], 1: expected["image"]}, samples
-    assert "videoccam_local_qa" in run.stdout  # the results table
+    results = [json.loads(p.read_text())["results"] for p in (tmp / "results").rglob("*_results.json")]
+    visits = sorted(tuple(line.split(" ", 1)) for line in (tmp / "visits.txt").read_text().splitlines())
+    return {"replies": {k: v[0] if isinstance(v, list) else v for k, v in replies.items()}, "results": results,
+            "visits": visits, "stdout": run.stdout}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process_run(lmms_python, task_dir, hf_dir, tmp_path_factory) -> dict:
+    return _run_lmms_eval(lmms_python, task_dir, hf_dir, tmp_path_factory.mktemp("lmms_one"))
+
+
+def test_lmms_eval_command_line_runs_a_local_task_offline(one_process_run, expected):
+    assert one_process_run["replies"] == {0: expected["video"], 1: expected["image"]}
+    assert "videoccam_local_qa" in one_process_run["stdout"]  # the results table
+    assert one_process_run["visits"] == [("-", IMAGE_Q), ("-", VIDEO_Q)]
+
+
+def test_adapter_takes_its_rank_from_the_launcher(hf_dir, monkeypatch):
+    """Under torchrun / accelerate launch the adapter reports the launcher's global rank and world size (what
+    lmms-eval shards requests by), and refuses more processes on a node than GPUs (simulated GPU count)."""
+    import torch
+
+    for key, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    adapter = VideoCCAMLmmsMixin(pretrained=str(hf_dir), device="cpu")
+    assert (adapter._rank, adapter._world_size, adapter.device) == (3, 4, "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"2 processes on this node but 1 GPU\(s\) visible"):
+        VideoCCAMLmmsMixin(pretrained=str(hf_dir))
+
+
+@pytest.mark.slow
+def test_lmms_eval_two_processes_share_the_requests(lmms_python, task_dir, hf_dir, one_process_run, tmp_path):
+    """``torchrun --nproc_per_node=2 -m lmms_eval``: each process reads only its share of the documents, and the
+    gathered replies and results equal one process'."""
+    two = _run_lmms_eval(lmms_python, task_dir, hf_dir, tmp_path, nproc=2)
+    assert two["visits"] == [("0", VIDEO_Q), ("1", IMAGE_Q)]  # lmms-eval strides documents by rank
+    assert two["replies"] == one_process_run["replies"]
+    assert len(two["results"]) == 1 and two["results"] == one_process_run["results"]

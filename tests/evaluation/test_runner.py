@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from videoccam.evaluation.backend import ScriptedBackend, hash_reply
+from videoccam.evaluation.backend import ScriptedBackend, hash_batch_reply, hash_reply
+from videoccam.evaluation.mlvu import MLVU
 from videoccam.evaluation.mvbench import MVBench
 from videoccam.evaluation.runner import evaluate
 from videoccam.evaluation.samples import LoadedMedia, MediaRef
 from videoccam.evaluation.videomme import VideoMME
+from videoccam.evaluation.videovista import VideoVista
 
 
 class SpyMVBench(MVBench):
@@ -130,3 +133,80 @@ def test_printed_table(synthetic_root: Path, tmp_path: Path) -> None:
     text = "\n".join(lines)
     assert text.startswith("== videomme ==")
     assert "frames  variant  overall  short  medium" in text and "Counting Problem" in text
+
+
+class CrashingBackend(ScriptedBackend):
+    """Batch-dependent replies (as a real model's may be, through padding); raises once ``crash_after`` answers
+    are made."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        super().__init__(hash_batch_reply, batch_aware=True)
+        self.crash_after = crash_after
+
+    def answer(self, prompts, media, max_new_tokens=16):
+        if self.crash_after is not None and self.num_answered >= self.crash_after:
+            raise RuntimeError("crash")
+        return super().answer(prompts, media, max_new_tokens)
+
+
+def _calls(backend: ScriptedBackend) -> list[tuple[list[str], int]]:
+    return [(prompts, budget) for prompts, _, budget in backend.answer_calls]
+
+
+def test_a_crashed_run_resumes_with_the_same_batches(synthetic_root: Path, tmp_path: Path) -> None:
+    """MLVU (two generation budgets), batches of 3 mixing videos: a run that crashed and was resumed asks the
+    model exactly the batches of an uninterrupted run, and saves the same predictions in benchmark order."""
+    bench = MLVU(synthetic_root / "mlvu")
+    kw = dict(batch_size=3, print_fn=None, progress=False, gen_max_new_tokens=32)
+    full = CrashingBackend()
+    r_full = evaluate(bench, full, [4], tmp_path / "full", **kw)
+    assert any(len({m.call_index for m in media}) > 1 for _, media, _ in full.answer_calls)  # batches mix videos
+    crashed = CrashingBackend(crash_after=7)
+    with pytest.raises(RuntimeError, match="crash"):
+        evaluate(bench, crashed, [4], tmp_path / "resumed", **kw)
+    resumed = CrashingBackend()
+    r_resumed = evaluate(bench, resumed, [4], tmp_path / "resumed", **kw)
+    assert _calls(crashed) + _calls(resumed) == _calls(full)
+    assert len(_calls(crashed)) >= 3 and _calls(resumed)
+    assert r_resumed[4]["default"]["metrics"] == r_full[4]["default"]["metrics"]
+    files = [(tmp_path / d / "mlvu" / "predictions_f4.jsonl").read_text() for d in ("full", "resumed")]
+    assert files[0] == files[1]
+    assert [json.loads(x)["uid"] for x in files[0].splitlines()] == [s.uid for s in bench.samples()]
+
+
+def test_a_shard_of_another_model_or_frame_count_is_refused(synthetic_root: Path, tmp_path: Path) -> None:
+    bench = VideoMME(synthetic_root / "videomme")
+    kw = dict(limit=3, print_fn=None, progress=False, variants=["wo_sub"])
+    evaluate(bench, ScriptedBackend(hash_reply), [2, 4], tmp_path, run_info={"model": "m1"}, **kw)
+    bench_dir = tmp_path / "videomme"
+    merged = (bench_dir / "predictions_f4.jsonl").read_text().splitlines()
+    foreign = {**json.loads(merged[0]), "run": {"model": "m2"}}
+    (bench_dir / "predictions_f4.rank1.jsonl").write_text(json.dumps(foreign) + "\n")
+    with pytest.raises(ValueError, match=r"predictions_f4.rank1.jsonl:1: a prediction of another run \(model: 'm2' "
+                                         r"there, 'm1' in this run\)"):  # fmt: skip
+        evaluate(bench, ScriptedBackend(hash_reply), [2, 4], tmp_path, run_info={"model": "m1"}, **kw)
+    shutil.copy(bench_dir / "predictions_f2.jsonl", bench_dir / "predictions_f4.rank1.jsonl")
+    with pytest.raises(ValueError, match="predictions_f4.rank1.jsonl:1: record for 2 frames in the store of 4 frames"):
+        evaluate(bench, ScriptedBackend(hash_reply), [2, 4], tmp_path, run_info={"model": "m1"}, **kw)
+    (bench_dir / "predictions_f4.rank1.jsonl").unlink()
+    again = ScriptedBackend(hash_reply)
+    evaluate(bench, again, [2, 4], tmp_path, run_info={"model": "m1"}, **kw)
+    assert again.answer_calls == [] and (bench_dir / "predictions_f4.jsonl").read_text().splitlines() == merged
+
+
+def test_leftover_shards_are_merged(synthetic_root: Path, tmp_path: Path) -> None:
+    """Shards of an earlier multi-process run (any rank numbers) count as answered, and are merged and removed."""
+    bench = VideoVista(synthetic_root / "videovista")
+    kw = dict(print_fn=None, progress=False, run_info={"model": "m"})
+    clean = evaluate(bench, ScriptedBackend(hash_reply), [4], tmp_path / "clean", **kw)
+    lines = (tmp_path / "clean/videovista/predictions_f4.jsonl").read_text().splitlines()
+    bench_dir = tmp_path / "shards" / "videovista"
+    bench_dir.mkdir(parents=True)
+    (bench_dir / "predictions_f4.rank0.jsonl").write_text("\n".join(lines[1::3]) + "\n")
+    (bench_dir / "predictions_f4.rank7.jsonl").write_text("\n".join(lines[2::3]) + "\n" + lines[5][:20])  # torn tail
+    backend = ScriptedBackend(hash_reply)
+    merged = evaluate(bench, backend, [4], tmp_path / "shards", **kw)
+    assert sum(len(p) for p, _, _ in backend.answer_calls) == len(lines[0::3])  # only what no shard holds
+    assert merged == {4: {"default": {**clean[4]["default"], "files": merged[4]["default"]["files"]}}}
+    assert (bench_dir / "predictions_f4.jsonl").read_text().splitlines() == lines
+    assert sorted(p.name for p in bench_dir.glob("predictions_*")) == ["predictions_f4.jsonl"]

@@ -62,10 +62,13 @@ class ScriptedBackend:
     It records every call (``encode_calls``, ``answer_calls``) so tests can check what the evaluators did.
 
     Args:
-        replies: A sequence of replies consumed one per prompt, or a callable ``prompt -> reply``.
+        replies: A sequence of replies consumed one per prompt, or a callable ``prompt -> reply`` (with
+            ``batch_aware``: ``(prompt, prompts of its batch) -> reply``).
         fail_after: Test hook: once this many prompts have been answered, the next ``answer`` call kills the
             process with ``os._exit(exit_code)`` (no clean-up, like a crash or ``kill -9``).
         exit_code: Exit status used by ``fail_after``.
+        batch_aware: Call ``replies`` with the whole batch too, so that a reply changes when its batch does (as a
+            real model's may, through padding); tests use it to check that batches do not depend on sharding.
 
     Raises:
         ValueError: In ``answer``, when the reply list runs out or ``media`` does not come from ``encode``.
@@ -73,11 +76,13 @@ class ScriptedBackend:
 
     def __init__(
         self,
-        replies: Sequence[str] | Callable[[str], str],
+        replies: Sequence[str] | Callable[..., str],
         fail_after: int | None = None,
         exit_code: int = 17,
+        batch_aware: bool = False,
     ) -> None:
         self._replies = replies
+        self.batch_aware = batch_aware
         self._next = 0
         self.fail_after = fail_after
         self.exit_code = exit_code
@@ -109,7 +114,7 @@ class ScriptedBackend:
         out = []
         for p in prompts:
             if callable(self._replies):
-                out.append(self._replies(p))
+                out.append(self._replies(p, list(prompts)) if self.batch_aware else self._replies(p))
             else:
                 if self._next >= len(self._replies):
                     raise ValueError(f"ScriptedBackend ran out of replies after {len(self._replies)}")
@@ -135,18 +140,27 @@ def hash_reply(prompt: str, num_letters: int = 4) -> str:
     return _HASH_FORMATS[(n // 97) % len(_HASH_FORMATS)].format(letter)
 
 
+def hash_batch_reply(prompt: str, batch: Sequence[str]) -> str:
+    """Like :func:`hash_reply`, but of the prompt and its whole batch (in order): the reply changes whenever the
+    batch does."""
+    return hash_reply(prompt + "\n\x1f" + "\x1f".join(batch))
+
+
 def build_scripted_backend(mode: str, fail_after: int | None = None) -> ScriptedBackend:
-    """A scripted backend by name: ``hash`` (see :func:`hash_reply`) or ``const:<reply>`` (always that reply).
+    """A scripted backend by name: ``hash`` (see :func:`hash_reply`), ``batch-hash`` (:func:`hash_batch_reply`)
+    or ``const:<reply>`` (always that reply).
 
     Raises:
         ValueError: On an unknown mode.
     """
     if mode == "hash":
         return ScriptedBackend(hash_reply, fail_after=fail_after)
+    if mode == "batch-hash":
+        return ScriptedBackend(hash_batch_reply, fail_after=fail_after, batch_aware=True)
     if mode.startswith("const:"):
         reply = mode[len("const:"):]
         return ScriptedBackend(lambda _prompt: reply, fail_after=fail_after)
-    raise ValueError(f"unknown scripted backend {mode!r}; expected 'hash' or 'const:<reply>'")
+    raise ValueError(f"unknown scripted backend {mode!r}; expected 'hash', 'batch-hash' or 'const:<reply>'")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,8 +23,14 @@ the end-of-turn token and at the request's ``until`` strings; ``temperature`` > 
 Model args (``--model_args key=value,...``): ``pretrained`` (the folder), ``num_frames`` (16), ``sampling``
 (``uniform`` | ``fps``), ``target_fps``, ``max_frames``, ``max_new_tokens`` (default budget, 128),
 ``batch_size`` (1), ``device`` (``auto``: CUDA when available), ``dtype`` (``auto``: bf16 on GPU, fp32 on CPU),
-``attn_implementation`` (the folder's default when unset). Under ``accelerate launch`` / ``torchrun`` each
-process loads the model on ``cuda:LOCAL_RANK`` and lmms-eval shards the requests (not tested: no GPU here).
+``attn_implementation`` (the folder's default when unset).
+
+Several processes (``accelerate launch --num_processes N -m lmms_eval ...`` or ``torchrun --nproc_per_node=N -m
+lmms_eval ...``): the adapter takes its rank and world size from the launcher (``RANK``, ``WORLD_SIZE``: global,
+so several nodes work too), which lmms-eval reads as ``lm.rank`` / ``lm.world_size`` to give each process its
+share of the requests and to gather the replies on rank 0; each process loads the model on ``cuda:LOCAL_RANK``
+(more processes on a node than GPUs stop with an error), or on the CPU with ``device=cpu``. Tested on CPU with two
+processes under ``torchrun``: each answers its share, and the results are those of one process.
 
 Tested with lmms-eval 0.7.3 (its ``Instance``, model registry and ``simple_evaluate`` on a local task),
 transformers 4.48.0 (tests/evaluation/test_lmms_eval_model.py).
@@ -44,6 +50,7 @@ from typing import Any
 from PIL import Image
 
 from videoccam.dataset.video_io import IMAGE_EXTENSIONS, FrameSampling
+from videoccam.evaluation.distributed import Ranks, device_for_rank
 
 __all__ = ["MODEL_ID", "VideoCCAMLmmsMixin", "lmms_eval_manifest"]
 
@@ -115,16 +122,18 @@ class VideoCCAMLmmsMixin:
         )
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size_per_gpu = int(batch_size)
-        self._load(str(pretrained), device, dtype, _optional(attn_implementation, str))
+        # lmms-eval shards requests by lm.rank / lm.world_size (the `lmms` base class sets 0 / 1)
+        ranks = Ranks.from_env()
+        self._rank, self._world_size = ranks.rank, ranks.world_size
+        self._load(str(pretrained), device_for_rank(_optional(device, str), ranks), dtype,
+                   _optional(attn_implementation, str))  # fmt: skip
 
-    def _load(self, path: str, device: str | None, dtype: str | None, attn_implementation: str | None) -> None:
+    def _load(self, path: str, device: str, dtype: str | None, attn_implementation: str | None) -> None:
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         from videoccam.evaluation.backend import resolve_device_dtype
 
-        self.device, torch_dtype = resolve_device_dtype(_optional(device, str), _optional(dtype, str))
-        if self.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun / accelerate
-            self.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        self.device, torch_dtype = resolve_device_dtype(device, _optional(dtype, str))
         kwargs: dict[str, Any] = {"trust_remote_code": True, "torch_dtype": torch_dtype}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
