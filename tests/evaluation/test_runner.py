@@ -210,3 +210,21 @@ def test_leftover_shards_are_merged(synthetic_root: Path, tmp_path: Path) -> Non
     assert merged == {4: {"default": {**clean[4]["default"], "files": merged[4]["default"]["files"]}}}
     assert (bench_dir / "predictions_f4.jsonl").read_text().splitlines() == lines
     assert sorted(p.name for p in bench_dir.glob("predictions_*")) == ["predictions_f4.jsonl"]
+
+
+def test_a_rank_that_reads_other_questions_or_another_folder_is_stopped(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from videoccam.evaluation.runner import LAUNCH_FILE, _check_rank
+
+    bench = SimpleNamespace(root=Path("/data/mvbench"))
+    rank1 = SimpleNamespace(rank=1, world_size=2)
+    (tmp_path / LAUNCH_FILE).write_text("token-of-this-launch")
+    plan = {"digest": "d", "token": "token-of-this-launch"}
+    _check_rank(plan, "d", tmp_path, bench, rank1)  # same questions, shared folder
+    with pytest.raises(ValueError, match="rank 1 reads other questions from /data/mvbench than rank 0"):
+        _check_rank(plan, "other", tmp_path, bench, rank1)
+    (tmp_path / LAUNCH_FILE).unlink()  # a node whose --out is its own local folder
+    with pytest.raises(ValueError, match="does not see the file .*.launch that rank 0 just wrote: --out must be a "
+                                         "folder that every node shares"):  # fmt: skip
+        _check_rank(plan, "d", tmp_path, bench, rank1)

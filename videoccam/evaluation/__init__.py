@@ -6,6 +6,7 @@ Entry points: :data:`BENCHMARKS` (name -> evaluator class), :func:`~videoccam.ev
 Files: ``benchmark.py`` (the base class each benchmark implements), one file per benchmark, ``samples.py``
 (questions and their media), ``prompts.py`` (the multiple-choice prompt), ``scoring.py`` (reading the option letter
 of a reply), ``metrics.py`` (accuracy per group), ``store.py`` (resumable predictions), ``runner.py`` (the loop),
+``sharding.py`` (blocks of whole videos, batches, shares of the ranks), ``distributed.py`` (ranks under torchrun),
 ``report.py`` (results files and tables), ``backend.py`` (the model behind the loop).
 """
 

@@ -7,10 +7,11 @@ in one process, as a plain ``python tools/eval.py``.
 
 The processes exchange only small Python objects (the work plan, each rank's outcome), so the process group is
 always gloo, also on GPUs: no tensor collective is needed, and gloo has no NCCL watchdog to kill a rank that waits
-long. Two collectives happen: rank 0 sends the plan before anyone answers (:meth:`RankGroup.from_rank0`), and
-every rank reports its outcome when its share is answered (:meth:`RankGroup.outcomes`). The second waits for the
-slowest rank, hence the long default timeout (``DEFAULT_TIMEOUT``, 24 hours, as lmms-eval uses for the same
-reason); a rank that dies hard is noticed by torchrun, which stops the others.
+long. Two kinds of collective are used: rank 0 sends the plan before anyone answers
+(:meth:`RankGroup.from_rank0`), and every rank reports an outcome (:meth:`RankGroup.outcomes`): once before
+answering (can it take part?) and once when its share is answered. The last one waits for the slowest rank, hence
+the long default timeout (``DEFAULT_TIMEOUT``, 24 hours, as lmms-eval uses for the same reason); a Python error on
+one rank reaches all of them through it, and a rank that dies hard is noticed by torchrun, which stops the others.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ import hashlib
 import json
 import logging
 import shutil
+import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ __all__ = ["evaluate"]
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (variant, uid)
+LAUNCH_FILE = ".launch"  # written by rank 0 of a multi-process launch, read by every rank
 
 
 @dataclass
@@ -102,13 +105,34 @@ def _plan(bench_dir: Path, run_info: dict[str, Any] | None, overwrite: bool, fra
     as lists of item indices left to answer}}}``. Time and memory grow linearly with the saved records and items.
     """
     _check_run_info(bench_dir, run_info, overwrite)
+    token = uuid.uuid4().hex
+    if world_size > 1:  # every rank must see this file: the folder is shared
+        (bench_dir / LAUNCH_FILE).write_text(token, encoding="utf-8")
     work = {}
     for nf in frame_counts:
         done = _read_answered(bench_dir, nf, run_info)
         left = [[i for i in block if keys[i] not in done] for block in blocks]
         shards = assign_blocks([len(b) for b in left], world_size)
         work[nf] = {"found": sum(k in done for k in keys), "shards": [[left[b] for b in shard] for shard in shards]}
-    return {"digest": digest, "work": work}
+    return {"digest": digest, "token": token, "work": work}
+
+
+def _check_rank(plan: dict[str, Any], digest: str, bench_dir: Path, benchmark: Benchmark, group: RankGroup) -> None:
+    """A rank's checks of rank 0's plan: the same questions, and the output folder rank 0 wrote to.
+
+    Raises:
+        ValueError: If this rank reads other questions, or does not see rank 0's files.
+    """
+    if plan["digest"] != digest:
+        raise ValueError(f"rank {group.rank} reads other questions from {benchmark.root} than rank 0 (a different "
+                         "copy of the data, or other --tasks / --limit / --batch-size); every process needs the "
+                         "same data and arguments")  # fmt: skip
+    if group.world_size > 1:
+        path = bench_dir / LAUNCH_FILE
+        seen = path.read_text(encoding="utf-8") if path.is_file() else None
+        if seen != plan["token"]:
+            raise ValueError(f"rank {group.rank} on {socket.gethostname()} does not see the file {path} that rank 0 "
+                             "just wrote: --out must be a folder that every node shares")  # fmt: skip
 
 
 def evaluate(
@@ -188,12 +212,13 @@ def evaluate(
                                           group.world_size, digest))  # fmt: skip
 
     error: BaseException | None = None
+    try:
+        _check_rank(plan, digest, bench_dir, benchmark, group)
+    except ValueError as e:
+        error = e
+    group.outcomes(error)  # before anyone answers: a rank that cannot take part stops them all
     stats: dict[int, tuple[int, float]] = {}
     try:
-        if plan["digest"] != digest:
-            raise ValueError(f"rank {group.rank} reads other questions from {benchmark.root} than rank 0 (a different "
-                             "copy of the data, or other --tasks / --limit / --batch-size); every process needs the "
-                             "same data and arguments")  # fmt: skip
         for nf in frame_counts:
             work = plan["work"][nf]
             mine: list[list[int]] = work["shards"][group.rank]
@@ -213,12 +238,12 @@ def evaluate(
 
     all_results: dict[int, dict[str, dict[str, Any]]] = {}
     for nf in frame_counts:
-        if group.world_size > 1:
-            answered = [s[nf] for s in per_rank]
-            total_s = max(t for _, t in answered)
-            logger.info("%s, %d frames: %d answers by %d ranks in %.1f s (per rank: %s)", benchmark.name, nf,
-                        sum(n for n, _ in answered), group.world_size, total_s,
-                        ", ".join(f"{n} in {t:.1f} s" for n, t in answered))  # fmt: skip
+        answered = [s[nf] for s in per_rank]
+        if sum(n for n, _ in answered):  # the slowest rank's answering time: throughput without start-up
+            ranks = "" if group.world_size == 1 else f" by {group.world_size} ranks (per rank: " + ", ".join(
+                f"{n} in {t:.2f} s" for n, t in answered) + ")"
+            logger.info("%s, %d frames: %d answers in %.2f s%s", benchmark.name, nf, sum(n for n, _ in answered),
+                        max(t for _, t in answered), ranks)  # fmt: skip
         records = _merge(bench_dir, nf, keys, run_info)
         all_results[nf] = {}
         for variant in variants:
@@ -239,6 +264,7 @@ def evaluate(
             write_json(bench_dir / results_name(nf, variant, benchmark.variants), result)
             all_results[nf][variant] = result
 
+    (bench_dir / LAUNCH_FILE).unlink(missing_ok=True)
     write_summary(bench_dir, all_results)
     if print_fn is not None:
         print_fn(summary_table(benchmark, all_results))
