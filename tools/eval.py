@@ -20,6 +20,7 @@ import os
 import sys
 
 from videoccam import xtuner_compat
+from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import add_model_args, check_model_args, parse_cfg_options, parse_frame_counts
 from videoccam.evaluation import BENCHMARKS
 from videoccam.evaluation.backend import build_scripted_backend, load_backend
@@ -73,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.fail_after is not None:
             parser.error("--fail-after only works with --scripted-backend")
         xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
-        backend = load_backend(args.model, args.config, args.checkpoint, device=args.device, dtype=args.dtype,
-                               cfg_options=cfg_options)  # fmt: skip
+        try:
+            backend = load_backend(args.model, args.config, args.checkpoint, device=args.device, dtype=args.dtype,
+                                   cfg_options=cfg_options)  # fmt: skip
+        except UnsafeCheckpointError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         model_id = os.path.abspath(args.model) if args.model else (
             f"{os.path.abspath(args.config)}::{os.path.abspath(args.checkpoint)}")
 

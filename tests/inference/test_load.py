@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import write_malicious_checkpoint
 from tests.export.helpers import STAGE2, conversation, inference_ids, media_inputs
 
 
@@ -30,3 +31,16 @@ def test_in_memory_conversion_equals_folder(trained, loaded):
     assert callable(build_hf_from_checkpoint)
     with pytest.raises(ValueError, match="either model_path"):
         load_model()
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path):
+    """load_model(config=, checkpoint=) (chat, eval, the web demo) reads the checkpoint weights-only."""
+    from videoccam.checkpoint import UnsafeCheckpointError
+    from videoccam.inference.load import load_model
+
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker, {"state_dict": trained.model.state_dict()})
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        load_model(config=str(STAGE2), checkpoint=str(evil), cfg_options=trained.options)
+    assert not marker.exists()
+

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import ROOT, load_tool, tiny_cfg_options
+from tests.conftest import ROOT, load_tool, tiny_cfg_options, write_malicious_checkpoint
 
 STAGE1 = str(ROOT / "configs/tiny/videoccam_tiny_qwen2_stage1.py")
 STAGE2 = str(ROOT / "configs/tiny/videoccam_tiny_qwen2_stage2.py")
@@ -88,3 +88,36 @@ def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_m
                           "--cfg-options", *bad], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "data file not found: /nonexistent/data.json" in run.stderr
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_by_resume_and_load_from(tiny_models, synthetic_data, tmp_path,
+                                                                             capsys):
+    """--resume (xtuner's seed read, then mmengine's resume) and load_from (mmengine's Runner) load weights-only:
+    the file is refused naming itself and the global, its payload never runs, the exit status says so."""
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_1.pth", marker)
+    train = load_tool("train")
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
+    for how, extra in (("--resume", ["--resume", str(evil)]), ("load_from", [])):
+        argv = [STAGE1, "--work-dir", str(tmp_path / how), *extra, "--cfg-options", *opts]
+        assert train.main(argv + ([f"load_from={evil}"] if how == "load_from" else [])) == 1, how
+        err = capsys.readouterr().err
+        assert f"train: error: refusing to load checkpoint '{evil}'" in err and "posix.system" in err, (how, err)
+        assert not marker.exists(), how
+
+
+def test_stock_xtuner_cli_resumes_through_the_allow_list(tiny_models, synthetic_data, tmp_path):
+    """The .pth hook puts the stock CLI's seed read and resume under the allow-list (mmengine's HistoryBuffer ...),
+    without switching the weights-only check off."""
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
+    assert load_tool("train").main([STAGE1, "--work-dir", str(tmp_path / "w"), "--cfg-options", *opts]) == 0
+    first = _checkpoint(tmp_path / "w")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    run = subprocess.run([str(Path(sys.executable).parent / "xtuner"), "train", STAGE1, "--work-dir",
+                          str(tmp_path / "w"), "--resume", str(first), "--cfg-options", *opts,
+                          "train_cfg.max_epochs=2"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    output = run.stdout + run.stderr
+    assert "resumed epoch: 0, iter: 1" in output, output[-3000:]
+    assert _checkpoint(tmp_path / "w").name == "iter_2.pth", output[-3000:]
