@@ -44,3 +44,34 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path):
         load_model(config=str(STAGE2), checkpoint=str(evil), cfg_options=trained.options)
     assert not marker.exists()
 
+
+def _transformers_notices(load) -> list[str]:
+    """What transformers logs while ``load()`` runs (its ``warning_once`` cache cleared first)."""
+    import logging
+
+    import transformers  # noqa: F401 - configures the "transformers" logger and its warning_once
+
+    logging.Logger.warning_once.cache_clear()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        load()
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    return [r.getMessage() for r in records]
+
+
+def test_a_folder_loads_with_the_pil_image_processor_chosen_explicitly(hf_dir):
+    """Training resizes with PIL bicubic (the slow SiglipImageProcessor): the loaders pick it by name, so
+    transformers' "Using a slow image processor as `use_fast` is unset" notice is gone."""
+    from transformers import AutoImageProcessor, SiglipImageProcessor
+
+    from videoccam.inference.load import load_image_processor, load_model
+
+    control = _transformers_notices(lambda: AutoImageProcessor.from_pretrained(hf_dir))
+    assert any("use_fast` is unset" in m for m in control), control  # the notice this replaces
+    notices = _transformers_notices(lambda: load_model(hf_dir))
+    assert not any("slow image processor" in m or "use_fast" in m for m in notices), notices
+    assert type(load_image_processor(hf_dir)) is SiglipImageProcessor

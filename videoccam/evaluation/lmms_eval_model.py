@@ -118,9 +118,10 @@ class VideoCCAMLmmsMixin:
         self._load(str(pretrained), device, dtype, _optional(attn_implementation, str))
 
     def _load(self, path: str, device: str | None, dtype: str | None, attn_implementation: str | None) -> None:
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
         from videoccam.evaluation.backend import resolve_device_dtype
+        from videoccam.inference.load import load_image_processor
 
         self.device, torch_dtype = resolve_device_dtype(_optional(device, str), _optional(dtype, str))
         if self.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun / accelerate
@@ -130,7 +131,7 @@ class VideoCCAMLmmsMixin:
             kwargs["attn_implementation"] = attn_implementation
         self.model = AutoModel.from_pretrained(path, **kwargs).to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.image_processor = AutoImageProcessor.from_pretrained(path)
+        self.image_processor = load_image_processor(path)  # PIL resize, as in training
 
     # -- media -------------------------------------------------------------------------------------------
     def _frames(self, visual: Any) -> tuple[str, list[Image.Image]]:
