@@ -27,7 +27,7 @@ CORE = [
     "transformers-stream-generator",
     "setuptools>=77.0.3,<81",  # keeps pkg_resources, which mmengine imports
     "decord==0.6.0",
-    "av",  # PyAV: fallback video decoder
+    "av>=14.1",  # PyAV: fallback video decoder; 14.1 gives VideoFrame.rotation (phone videos' display matrix)
     "pillow",
     "numpy",
     "pandas",
