@@ -27,6 +27,9 @@ What runs on CPU (torch 2.13.0+cpu, deepspeed 0.19.6, gloo; timings in configs/d
   making the same module calls on every rank (``_zero3_lockstep``; without it the text-only rank hung against
   the rank with two vision chunks, or the ranks' backward passes exchanged mismatched buffers).
 * A single-process ``--resume`` from a run killed right after its checkpoint continues bit for bit.
+* Resumes load weights-only through the allow-list of videoccam/checkpoint.py (mmengine's and DeepSpeed's state);
+  a ZeRO-2 folder with a payload in one optimizer shard is refused by ``--resume``, ``pretrained_pth`` and
+  tools/convert_to_hf.py, naming the shard, and the payload never runs.
 * Two "nodes" of one process each on 127.0.0.1 (gloo): DDP launched with torchrun's rendezvous (``--nnodes=2
   --rdzv-backend=c10d --rdzv-endpoint``), DeepSpeed ZeRO-2 with the stock ``xtuner train`` and its ``NNODES`` /
   ``NODE_RANK`` / ``NPROC_PER_NODE`` / ``ADDR`` / ``PORT`` variables (torchrun's static ``--master_addr``): both
