@@ -1,7 +1,8 @@
 """Make xtuner 0.2.0 + mmengine 0.10.6 run on a CPU-only torch build (and keep working on GPUs), and load
 their checkpoints without running code from them.
 
-Patches 1-3 each fix one measured failure of the stock stack on CPU; patch 4 makes its checkpoint loads safe:
+Patches 1-3 each fix one measured failure of the stock stack on CPU (see ``shared/install-notes.md``); patch 4
+makes its checkpoint loads safe:
 
 1. ``xtuner.dataset`` imports ``internvl_dataset``, which imports torchvision. On torch 2.13.0+cpu no working
    torchvision wheel exists, so when torchvision is absent that one module is replaced by a stub whose class
