@@ -27,13 +27,14 @@ CORE = [
     "transformers-stream-generator",
     "setuptools>=77.0.3,<81",  # keeps pkg_resources, which mmengine imports
     "decord==0.6.0",
-    "av",  # PyAV: fallback video decoder
+    "av>=14.1",  # PyAV: fallback video decoder; 14.1 gives VideoFrame.rotation (phone videos' display matrix)
     "pillow",
     "numpy",
     "pandas",
     "pyarrow",  # Video-MME parquet
     "tqdm",
     "matplotlib",  # tools/plot_logs.py (mmengine needs it too)
+    "tensorboard",  # the configs' visualizer writes TensorBoard event files by default (videoccam.engine.visualizer)
 ]
 
 EXTRAS = {
@@ -45,8 +46,6 @@ EXTRAS = {
     # tested with gradio 5.50.0 (tools/web_demo.py, tests/tools/test_web_demo.py); gradio 6 needs
     # huggingface-hub>=1, which transformers 4.48 rejects, and changes the Chatbot / launch() API
     "demo": ["gradio>=5.50,<6"],
-    # TensorBoard event files of training runs (videoccam.engine.visualizer); without it runs log json scalars only
-    "tensorboard": ["tensorboard"],
     "test": ["pytest", "imageio-ffmpeg", "selenium"],
 }
 

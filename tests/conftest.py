@@ -60,6 +60,28 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+class Payload:
+    """Unpickling this runs ``touch MARKER``: what a malicious checkpoint does (``__reduce__`` names os.system)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import shlex
+
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def write_malicious_checkpoint(path: Path, marker: Path, content: dict | None = None) -> Path:
+    """``torch.save`` of ``content`` (default: a valid-looking mmengine checkpoint) plus a :class:`Payload`."""
+    import torch
+
+    checkpoint = dict(content if content is not None else {"state_dict": {}, "meta": {"seed": 0}})
+    checkpoint["payload"] = Payload(marker)
+    torch.save(checkpoint, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")

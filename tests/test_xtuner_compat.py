@@ -35,7 +35,19 @@ SNAPSHOT = textwrap.dedent(
             "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"),
             "xtuner.dataset.internvl_dataset stub": "xtuner.dataset.internvl_dataset" in sys.modules,
             "import hook": any(type(f).__name__ == "_XtunerImportHook" for f in sys.meta_path),
+            "post-import patcher": any(type(f).__name__ == "_PatchAfterImport" for f in sys.meta_path),
         }
+
+    def loaders_guarded():
+        # whether each checkpoint-loading entry of mmengine / xtuner runs weights-only (patch 4)
+        from mmengine.runner import FlexibleRunner, Runner
+        import xtuner.model.utils, xtuner.tools.utils
+        from xtuner.tools.utils import get_seed_from_checkpoint  # as xtuner/tools/train.py binds it
+        return {name: getattr(fn, "_videoccam_weights_only", False) for name, fn in {
+            "Runner.load_or_resume": Runner.load_or_resume,
+            "FlexibleRunner.load_or_resume": FlexibleRunner.load_or_resume,
+            "get_seed_from_checkpoint": get_seed_from_checkpoint,
+            "guess_load_checkpoint": xtuner.model.utils.guess_load_checkpoint}.items()}
     """
 )
 
@@ -50,7 +62,6 @@ def _run_isolated(body: str, tmp_path) -> dict:
         """
     )
     env = isolated_env(tmp_path)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # this test session installed the patches: start clean
     result = subprocess.run([sys.executable, "-S", "-c", prelude + SNAPSHOT + check + textwrap.dedent(body)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
@@ -79,6 +90,8 @@ def test_every_library_module_imports_without_changing_global_state(tmp_path):
 
 
 def test_install_applies_the_patches_once(tmp_path):
+    """Patches 2-3 at once; patch 4 on the first import of mmengine's runners and xtuner's loaders. torch.load and
+    the environment stay as they were (checkpoints load weights-only: no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD)."""
     body = """
     import json
     from videoccam import xtuner_compat
@@ -86,14 +99,33 @@ def test_install_applies_the_patches_once(tmp_path):
     xtuner_compat.install()
     after = snapshot()
     xtuner_compat.install()
-    print(json.dumps({"before": before, "after": after, "again": snapshot(), "cuda": torch.cuda.is_available()}))
+    again = snapshot()
+    guarded = loaders_guarded()
+    print(json.dumps({"before": before, "after": after, "again": again, "cuda": torch.cuda.is_available(),
+                      "guarded": guarded, "imported": snapshot()}))
     """
     out = _run_isolated(body, tmp_path)
     before, after = out["before"], out["after"]
-    assert after["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1" and before["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
+    assert before["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
+    assert after["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None and after["torch.load"] == before["torch.load"]
     assert after["torch.cpu.is_bf16_supported"]
     assert (after["torch.cuda.set_device"] != before["torch.cuda.set_device"]) == (not out["cuda"])
     assert out["again"] == after  # idempotent
+    assert after["post-import patcher"] and all(out["guarded"].values()), out["guarded"]
+    assert not out["imported"]["post-import patcher"]  # it steps aside once every loader is patched
+
+
+def test_install_after_the_loaders_are_imported_patches_them_in_place(tmp_path):
+    body = """
+    import json
+    import mmengine.runner, xtuner.model.utils, xtuner.tools.utils
+    from videoccam import xtuner_compat
+    xtuner_compat.install()
+    print(json.dumps({"guarded": loaders_guarded(), "after": snapshot()}))
+    """
+    out = _run_isolated(body, tmp_path)
+    assert all(out["guarded"].values()), out["guarded"]
+    assert not out["after"]["post-import patcher"] and out["after"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
 
 
 def test_pth_hook_installs_on_the_first_import_of_xtuner(tmp_path):
@@ -104,12 +136,14 @@ def test_pth_hook_installs_on_the_first_import_of_xtuner(tmp_path):
     xtuner_compat.register_import_hook()  # what the .pth line runs at start-up
     registered = snapshot()
     import xtuner
-    print(json.dumps({"registered": registered, "after": snapshot()}))
+    after = snapshot()
+    print(json.dumps({"registered": registered, "after": after, "guarded": loaders_guarded()}))
     """
     out = _run_isolated(body, tmp_path)
     assert out["registered"]["import hook"] and out["registered"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
     assert not out["after"]["import hook"]  # it steps aside after installing
-    assert out["after"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
+    assert out["after"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
+    assert out["after"]["torch.cpu.is_bf16_supported"] and all(out["guarded"].values()), out
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is not None,

@@ -23,6 +23,7 @@ import sys
 from typing import TextIO
 
 from videoccam import xtuner_compat
+from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import (
     add_model_args,
     add_sampling_args,
@@ -176,7 +177,11 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         set_seed(args.seed)
     stderr.write(f"loading model from {args.model or f'{args.config} + {args.checkpoint}'} ...\n")
     stderr.flush()
-    model, tokenizer, image_processor = load_model_from_args(args)
+    try:
+        model, tokenizer, image_processor = load_model_from_args(args)
+    except UnsafeCheckpointError as error:
+        stderr.write(f"error: {error}\n")
+        return 2
     session = ChatSession(model, tokenizer, image_processor)
     session.set_media(media)
 

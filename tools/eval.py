@@ -28,6 +28,7 @@ import os
 import sys
 
 from videoccam import xtuner_compat
+from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import add_model_args, check_model_args, parse_cfg_options, parse_frame_counts
 from videoccam.evaluation import BENCHMARKS
 from videoccam.evaluation.backend import build_scripted_backend, load_backend
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except OtherRankError as error:  # the failing rank raises its own error
         logging.getLogger("eval").error("%s", error)
         return 1
+    except UnsafeCheckpointError as error:  # every rank loads the same file and refuses it
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         group.close()
     return 0

@@ -5,6 +5,9 @@ Same arguments as `xtuner train` (config, --work-dir, --deepspeed, --resume, --s
 (videoccam/dataset/feature_cache.py; fill it first with tools/precompute_features.py, or let the first epoch
 fill it). The stock `xtuner` CLI starts training in a subprocess and exits 0 even when it failed; this
 wrapper does not. Multi-process: `torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch`.
+
+Checkpoints (`--resume`, `load_from`, `model.pretrained_pth`) are read weights-only: a file that would run code
+when unpickled is refused with an error naming it (videoccam/checkpoint.py), exit status 1.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from videoccam import xtuner_compat
+from videoccam.checkpoint import UnsafeCheckpointError
 
 
 def with_feature_cache(argv: list[str], folder: str) -> list[str]:
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         xtuner_train.main()
     except SystemExit as e:  # argparse --help / usage errors
         return int(e.code or 0)
+    except UnsafeCheckpointError as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 1
     finally:
         sys.argv = saved
         folder.cleanup()

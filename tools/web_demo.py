@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from videoccam import xtuner_compat
+from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import add_model_args, check_model_args, load_model_from_args
 from videoccam.inference.web_demo import DemoBackend, OfflinePageMiddleware, build_demo, import_gradio
 
@@ -58,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     # gradio 5.50 announces the API changes of gradio 6 on every call; setup.py pins gradio < 6.
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*[Gg]radio 6")
     print(f"loading model from {args.model or f'{args.config} + {args.checkpoint}'} ...", file=sys.stderr, flush=True)
-    model, tokenizer, image_processor = load_model_from_args(args)
+    try:
+        model, tokenizer, image_processor = load_model_from_args(args)
+    except UnsafeCheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     demo = build_demo(DemoBackend(model, tokenizer, image_processor), args)
     demo.queue(default_concurrency_limit=1)
     print(f"gradio {gr.__version__}: serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)

@@ -1,6 +1,8 @@
-"""Make xtuner 0.2.0 + mmengine 0.10.6 run on a CPU-only torch build (and keep working on GPUs).
+"""Make xtuner 0.2.0 + mmengine 0.10.6 run on a CPU-only torch build (and keep working on GPUs), and load
+their checkpoints without running code from them.
 
-Each patch fixes one measured failure of the stock stack (see ``shared/install-notes.md``):
+Patches 1-3 each fix one measured failure of the stock stack on CPU (see ``shared/install-notes.md``); patch 4
+makes its checkpoint loads safe:
 
 1. ``xtuner.dataset`` imports ``internvl_dataset``, which imports torchvision. On torch 2.13.0+cpu no working
    torchvision wheel exists, so when torchvision is absent that one module is replaced by a stub whose class
@@ -9,9 +11,15 @@ Each patch fixes one measured failure of the stock stack (see ``shared/install-n
    ``.is_bf16_supported()`` on it (``LLaVAModel._prepare_for_flash_attn``); ``torch.cpu`` has no such function.
 3. ``mmengine.dist.utils._init_dist_pytorch`` calls ``torch.cuda.set_device`` unconditionally, which breaks
    ``torchrun`` + gloo on a CPU host.
-4. torch >= 2.6 loads checkpoints with ``weights_only=True`` by default; mmengine's resume pickles its own
-   objects (``HistoryBuffer``) and fails. We set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (checkpoints you
-   resume from are your own; do not resume from untrusted files).
+4. Checkpoints load weights-only (torch >= 2.6's default, which mmengine's resume fails with an
+   ``Unsupported global: HistoryBuffer``, and DeepSpeed and xtuner switch off): mmengine's resume / ``load_from``
+   (``Runner.load_or_resume``, ``FlexibleRunner.load_or_resume``, which reach DeepSpeed's engine),
+   ``xtuner.tools.utils.get_seed_from_checkpoint`` (the seed read before a resume) and
+   ``xtuner.model.utils.guess_load_checkpoint`` (``xtuner convert pth_to_hf``, xtuner's own models) each run
+   inside :func:`videoccam.checkpoint.weights_only_loading`: the allow-list of what mmengine's and DeepSpeed's
+   checkpoints hold applies while they load, also where DeepSpeed and xtuner pass ``weights_only=False``. A
+   module not imported yet is patched right after its first import (:class:`_PatchAfterImport`), so installing
+   costs no import of mmengine or xtuner. No environment variable is set.
 
 Who applies what (nothing here runs at import; importing any module of ``videoccam`` changes no global state,
 ``tests/test_xtuner_compat.py`` checks it module by module in a fresh interpreter):
@@ -33,16 +41,26 @@ Who applies what (nothing here runs at import; importing any module of ``videocc
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
+import importlib.machinery
 import importlib.util
-import os
 import sys
 import sysconfig
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 PTH_NAME = "videoccam_xtuner_compat.pth"
 _installed = False
+
+# patch 4: module -> (class name or None for a module function, function name) that loads checkpoints
+CHECKPOINT_LOADERS = {
+    "mmengine.runner.runner": ("Runner", "load_or_resume"),
+    "mmengine.runner._flexible_runner": ("FlexibleRunner", "load_or_resume"),
+    "xtuner.tools.utils": (None, "get_seed_from_checkpoint"),
+    "xtuner.model.utils": (None, "guess_load_checkpoint"),
+}
 
 
 def make_xtuner_importable() -> None:
@@ -79,8 +97,61 @@ def install() -> None:
         torch.cpu.is_bf16_supported = lambda including_emulation=True: False
     if not torch.cuda.is_available():
         torch.cuda.set_device = lambda *args, **kwargs: None
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    pending = {}
+    for module_name, (owner, function) in CHECKPOINT_LOADERS.items():
+        if module_name in sys.modules:
+            _load_weights_only(sys.modules[module_name], owner, function)
+        else:
+            pending[module_name] = functools.partial(_load_weights_only, owner=owner, function=function)
+    if pending:
+        sys.meta_path.insert(0, _PatchAfterImport(pending))
     _installed = True
+
+
+def _load_weights_only(module: types.ModuleType, owner: str | None, function: str) -> None:
+    """Patch 4 for one function: ``module.[owner.]function`` runs inside ``weights_only_loading()`` (idempotent)."""
+    from videoccam.checkpoint import weights_only_loading
+
+    target = getattr(module, owner) if owner else module
+    original = getattr(target, function)
+    if getattr(original, "_videoccam_weights_only", False):
+        return
+
+    @functools.wraps(original)
+    def guarded(*args, **kwargs):
+        with weights_only_loading():
+            return original(*args, **kwargs)
+
+    guarded._videoccam_weights_only = True
+    setattr(target, function, guarded)
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Calls ``patches[name](module)`` right after module ``name`` has run, before anyone imports from it.
+
+    Finds the module with the ordinary path finder and wraps its loader's ``exec_module``; steps aside once every
+    patch is applied.
+    """
+
+    def __init__(self, patches: dict[str, Callable[[types.ModuleType], None]]):
+        self.patches = patches
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.patches:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        patch, run = self.patches.pop(fullname), spec.loader.exec_module
+        if not self.patches:
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+
+        def exec_module(module):
+            run(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 class _XtunerImportHook(importlib.abc.MetaPathFinder):

@@ -85,8 +85,8 @@ save_steps = 500
 save_total_limit = 2  # keep the last 2 checkpoints (-1: all)
 log_interval = 10
 
-# Watch the run (part 5). Curves: json scalars in <work_dir>/<timestamp>/vis_data/ (tools/plot_logs.py) and,
-# when the tensorboard package is installed, TensorBoard event files beside them (--cfg-options
+# Watch the run (part 5). Curves: json scalars in <work_dir>/<timestamp>/vis_data/ (tools/plot_logs.py) and
+# TensorBoard event files beside them (tensorboard is part of the default install; --cfg-options
 # visualizer.tensorboard=False turns them off). Throughput (samples/tokens/frames per second, data wait,
 # TFLOP/s per device) is logged with the loss. Sample answers: every sample_interval iterations and at the end
 # the model answers sample_questions (dict(video=PATH, question=TEXT) or dict(image=PATH, question=TEXT), paths

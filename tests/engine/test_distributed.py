@@ -27,6 +27,9 @@ What runs on CPU (torch 2.13.0+cpu, deepspeed 0.19.6, gloo; timings in configs/d
   making the same module calls on every rank (``_zero3_lockstep``; without it the text-only rank hung against
   the rank with two vision chunks, or the ranks' backward passes exchanged mismatched buffers).
 * A single-process ``--resume`` from a run killed right after its checkpoint continues bit for bit.
+* Resumes load weights-only through the allow-list of videoccam/checkpoint.py (mmengine's and DeepSpeed's state);
+  a ZeRO-2 folder with a payload in one optimizer shard is refused by ``--resume``, ``pretrained_pth`` and
+  tools/convert_to_hf.py, naming the shard, and the payload never runs.
 * Two "nodes" of one process each on 127.0.0.1 (gloo): DDP launched with torchrun's rendezvous (``--nnodes=2
   --rdzv-backend=c10d --rdzv-endpoint``), DeepSpeed ZeRO-2 with the stock ``xtuner train`` and its ``NNODES`` /
   ``NODE_RANK`` / ``NPROC_PER_NODE`` / ``ADDR`` / ``PORT`` variables (torchrun's static ``--master_addr``): both
@@ -42,6 +45,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,7 +56,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, load_tool, tiny_cfg_options
+from tests.conftest import ROOT, load_tool, tiny_cfg_options, write_malicious_checkpoint
 
 pytestmark = pytest.mark.slow
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
@@ -427,6 +431,31 @@ def test_deepspeed_zero2_resume_restores_optimizer_and_data_position(runs):
     assert sorted(resumed.losses) == [4, 5, 6]
     _assert_losses_match(resumed, z2, [4, 5, 6], rtol=1e-6)
     _assert_same_training(_final_weights(resumed), _final_weights(z2), runs.init_weights, rtol=1e-6)
+
+
+@needs_deepspeed
+def test_deepspeed_folder_that_would_run_code_is_refused_by_resume_convert_and_pretrained_pth(runs, tiny_models):
+    """A ZeRO-2 folder whose rank-1 optimizer shard carries a payload: DeepSpeed's engine (resume) and xtuner's ZeRO
+    reader (pretrained_pth, tools/convert_to_hf.py) load it with weights_only=False; ours refuse it, naming it."""
+    import deepspeed  # noqa: F401 - the allow-list takes DeepSpeed's classes once deepspeed is imported
+
+    from videoccam.checkpoint import UnsafeCheckpointError, load_checkpoint
+
+    marker = runs.tmp / "zero2_payload_ran"
+    evil = runs.tmp / "evil_zero2" / "iter_3.pth"
+    shutil.copytree(runs.zero2().checkpoint(3), evil)
+    shard = evil / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    write_malicious_checkpoint(shard, marker, load_checkpoint(shard))
+    refusal = f"refusing to load checkpoint '{shard}': it needs the global posix.system"
+
+    resumed = _train(runs.tmp / "evil_resumed", runs.opts + [f"train_dataloader.batch_size={GLOBAL_BATCH // 2}"], 2,
+                     ZERO2, resume=evil)  # fmt: skip
+    assert resumed.returncode != 0 and refusal in resumed.output, resumed.tail()
+    opts = [o for o in runs.opts if o.split("=")[0].endswith("pretrained_model_name_or_path")]
+    assert load_tool("convert_to_hf").main([CONFIG, str(evil), str(runs.tmp / "evil_hf"), "--cfg-options", *opts]) == 1
+    with pytest.raises(UnsafeCheckpointError, match=re.escape(refusal)):
+        _build_model(tiny_models, pretrained_pth=str(evil))
+    assert not marker.exists()
 
 
 @needs_zero3_cpu

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import ROOT, isolated_env, isolated_python_path
+from tests.conftest import ROOT, isolated_env, isolated_python_path, write_malicious_checkpoint
 from tests.export.helpers import STAGE2, as_cli_options
 
 
@@ -63,6 +63,21 @@ def test_xtuner_pth_to_hf_writes_adapters_and_standalone_projector(trained, tmp_
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "OK transformers_modules" in result.stdout
+
+
+def test_xtuner_pth_to_hf_refuses_a_checkpoint_that_would_run_code(trained, tmp_path):
+    """The stock CLI (through the .pth hook) reads the file weights-only too, although xtuner asks torch not to."""
+    venv_bin = Path(sys.executable).parent
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker, {"state_dict": trained.model.state_dict()})
+    out = tmp_path / "xtuner_layout"
+    env = dict(os.environ, PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+    cmd = [str(venv_bin / "xtuner"), "convert", "pth_to_hf", str(STAGE2), str(evil), str(out), "--fp32",
+           "--cfg-options", *as_cli_options(trained.options)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert f"refusing to load checkpoint '{evil}': it needs the global posix.system" in output, output[-3000:]
+    assert not marker.exists() and not (out / "projector").exists()
 
 
 def test_xtuner_layout_adapters_reproduce_the_training_model(trained, tmp_path):

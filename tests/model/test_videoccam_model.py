@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, SiglipVisionModel
 
+from tests.conftest import write_malicious_checkpoint
 from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
 from videoccam.model.videoccam_model import VideoCCAMModel
@@ -157,6 +158,16 @@ def test_pretrained_pth_with_foreign_keys_is_an_error(tiny_models, tmp_path):
     torch.save({"state_dict": {"projector.no_such_weight": torch.zeros(1)}}, path)
     with pytest.raises(ValueError, match="no place in this model"):
         build(tiny_models, stage=1, pretrained_pth=str(path))
+
+
+def test_pretrained_pth_that_would_run_code_is_refused(tiny_models, tmp_path):
+    from videoccam.checkpoint import UnsafeCheckpointError
+
+    marker = tmp_path / "payload_ran"
+    path = write_malicious_checkpoint(tmp_path / "stage1.pth", marker)
+    with pytest.raises(UnsafeCheckpointError, match=f"refusing to load checkpoint '{path}': .* posix.system"):
+        build(tiny_models, stage=1, pretrained_pth=str(path))
+    assert not marker.exists()
 
 
 def test_splice_places_media_and_masks_labels():

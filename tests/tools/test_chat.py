@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, load_tool
+from tests.conftest import ROOT, load_tool, write_malicious_checkpoint
 from tests.export.helpers import STAGE2, as_cli_options
 
 chat_tool = load_tool("chat")
@@ -145,3 +145,14 @@ def test_one_shot_from_config_and_checkpoint(tiny_trained, tiny_hf_videoccam: Pa
     code, from_folder, err = _run(["--model", str(tiny_hf_videoccam), *argv])
     assert code == 0, err
     assert from_checkpoint.strip() and from_checkpoint == from_folder
+
+
+def test_checkpoint_that_would_run_code_is_refused(tiny_trained, video: Path, tmp_path: Path):
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker,
+                                      {"state_dict": tiny_trained.model.state_dict()})  # fmt: skip
+    code, out, err = _run(["--config", str(STAGE2), "--checkpoint", str(evil), "--cfg-options",
+                           *as_cli_options(tiny_trained.options), "--video", str(video), "--prompt", "Which shape?"])
+    assert code == 2 and not out
+    assert f"error: refusing to load checkpoint '{evil}': it needs the global posix.system" in err, err
+    assert not marker.exists()

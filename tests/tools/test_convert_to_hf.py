@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import load_tool
+from tests.conftest import load_tool, write_malicious_checkpoint
 from tests.export.helpers import (
     STAGE2,
     as_cli_options,
@@ -28,6 +28,16 @@ def _convert(trained, checkpoint, out, *extra: str) -> int:
     return load_tool("convert_to_hf").main(
         [str(STAGE2), str(checkpoint), str(out), *extra, "--cfg-options", *as_cli_options(trained.options)]
     )
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_is_written(trained, tmp_path, capsys):
+    """The file names os.system in its pickle (next to real weights): refused, named, its payload never runs."""
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker, {"state_dict": trained.model.state_dict()})
+    assert _convert(trained, evil, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"error: refusing to load checkpoint '{evil}': it needs the global posix.system" in err, err
+    assert not marker.exists() and not (tmp_path / "out").exists()
 
 
 def test_work_dir_to_single_folder_reproduces_the_training_model(trained, tmp_path, capsys):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT as REPO
-from tests.conftest import load_tool
+from tests.conftest import load_tool, write_malicious_checkpoint
+from tests.export.helpers import STAGE2, as_cli_options
 
 eval_tool = load_tool("eval")
 synth_tool = load_tool("make_synthetic_benchmarks")
@@ -245,3 +246,16 @@ def test_killed_rank_resumes_on_another_process_count(bench_root: Path, tmp_path
     shares = re.findall(r"(\d) frames: rank \d of 2 answers (\d+) of the (\d+) questions left", last.stderr)
     assert sum(int(n) for f, n, _ in shares if f == "2") == 24 - 10 and sum(int(n) for f, n, _ in shares) == total - 10
     assert _outputs(out, "videomme") == _outputs(tmp_path / "clean", "videomme")
+
+
+def test_checkpoint_that_would_run_code_is_refused(tiny_trained, bench_root: Path, tmp_path: Path, capsys) -> None:
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker,
+                                      {"state_dict": tiny_trained.model.state_dict()})  # fmt: skip
+    argv = ["mvbench", "--config", str(STAGE2), "--checkpoint", str(evil), "--cfg-options",
+            *as_cli_options(tiny_trained.options), "--data", str(bench_root / "mvbench"), "--out", str(tmp_path / "o"),
+            "--num-frames", "2", "--limit", "1", "--device", "cpu", "--no-progress"]
+    assert eval_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: refusing to load checkpoint '{evil}': it needs the global posix.system" in err, err
+    assert not marker.exists() and not (tmp_path / "o" / "mvbench").exists()

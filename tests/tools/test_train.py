@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import ROOT, load_tool, tiny_cfg_options
+from tests.conftest import ROOT, load_tool, tiny_cfg_options, write_malicious_checkpoint
 
 STAGE1 = str(ROOT / "configs/tiny/videoccam_tiny_qwen2_stage1.py")
 STAGE2 = str(ROOT / "configs/tiny/videoccam_tiny_qwen2_stage2.py")
@@ -53,13 +52,12 @@ def _check_watching(stage1: Path, stage2: Path) -> None:
     scalars = [json.loads(line) for line in next(stage1.glob("*/vis_data/scalars.json")).read_text().splitlines()]
     assert [r["step"] for r in scalars] == [1, 2]
     assert all(r["tflops_per_device"] > 0 and r["samples_per_s"] > 0 and 0 <= r["data_wait"] < 1 for r in scalars)
-    if importlib.util.find_spec("tensorboard") is not None:  # the tensorboard extra (CI installs it)
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the default install's
 
-        events = EventAccumulator(str(next(stage1.glob("*/vis_data"))), size_guidance={"scalars": 0})
-        events.Reload()
-        assert [(e.step, round(e.value, 5)) for e in events.Scalars("loss")] == [
-            (r["step"], round(r["loss"], 5)) for r in scalars]
+    events = EventAccumulator(str(next(stage1.glob("*/vis_data"))), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, round(e.value, 5)) for e in events.Scalars("loss")] == [
+        (r["step"], round(r["loss"], 5)) for r in scalars]
     # stage 2 (configs/tiny: SampleAnswersHook on) answered the first video / image of its 4 records at the end
     texts = [json.loads(line) for line in next(stage2.glob("*/vis_data/texts.jsonl")).read_text().splitlines()]
     assert texts and [(t["tag"], t["step"]) for t in texts] == [(f"sample_answers/{i}", 2) for i in range(len(texts))]
@@ -88,3 +86,36 @@ def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_m
                           "--cfg-options", *bad], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "data file not found: /nonexistent/data.json" in run.stderr
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_by_resume_and_load_from(tiny_models, synthetic_data, tmp_path,
+                                                                             capsys):
+    """--resume (xtuner's seed read, then mmengine's resume) and load_from (mmengine's Runner) load weights-only:
+    the file is refused naming itself and the global, its payload never runs, the exit status says so."""
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_1.pth", marker)
+    train = load_tool("train")
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
+    for how, extra in (("--resume", ["--resume", str(evil)]), ("load_from", [])):
+        argv = [STAGE1, "--work-dir", str(tmp_path / how), *extra, "--cfg-options", *opts]
+        assert train.main(argv + ([f"load_from={evil}"] if how == "load_from" else [])) == 1, how
+        err = capsys.readouterr().err
+        assert f"train: error: refusing to load checkpoint '{evil}'" in err and "posix.system" in err, (how, err)
+        assert not marker.exists(), how
+
+
+def test_stock_xtuner_cli_resumes_through_the_allow_list(tiny_models, synthetic_data, tmp_path):
+    """The .pth hook puts the stock CLI's seed read and resume under the allow-list (mmengine's HistoryBuffer ...),
+    without switching the weights-only check off."""
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
+    assert load_tool("train").main([STAGE1, "--work-dir", str(tmp_path / "w"), "--cfg-options", *opts]) == 0
+    first = _checkpoint(tmp_path / "w")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    run = subprocess.run([str(Path(sys.executable).parent / "xtuner"), "train", STAGE1, "--work-dir",
+                          str(tmp_path / "w"), "--resume", str(first), "--cfg-options", *opts,
+                          "train_cfg.max_epochs=2"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    output = run.stdout + run.stderr
+    assert "resumed epoch: 0, iter: 1" in output, output[-3000:]
+    assert _checkpoint(tmp_path / "w").name == "iter_2.pth", output[-3000:]

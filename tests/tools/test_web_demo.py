@@ -9,6 +9,7 @@ is stopped at the end, within a bounded time.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, load_tool
+from tests.conftest import ROOT, load_tool, write_malicious_checkpoint
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -253,3 +254,17 @@ def test_bad_arguments_fail_before_loading_anything(tmp_path: Path, capsys):
     assert "no model" in capsys.readouterr().err
     assert web_demo.main(["--model", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the demo extra (gradio) is not installed")
+def test_checkpoint_that_would_run_code_is_refused_before_serving(tiny_trained, tmp_path: Path, capsys):
+    from tests.export.helpers import STAGE2, as_cli_options
+
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "iter_2.pth", marker,
+                                      {"state_dict": tiny_trained.model.state_dict()})  # fmt: skip
+    argv = ["--config", str(STAGE2), "--checkpoint", str(evil), "--cfg-options", *as_cli_options(tiny_trained.options),
+            "--port", str(_free_port())]  # fmt: skip
+    assert load_tool("web_demo").main(argv) == 2
+    assert f"error: refusing to load checkpoint '{evil}': it needs the global posix.system" in capsys.readouterr().err
+    assert not marker.exists()

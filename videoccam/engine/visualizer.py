@@ -4,7 +4,7 @@ mmengine's ``LoggerHook`` hands every logged scalar (loss, lr, grad_norm, the th
 visualizer, which passes it to each of its backends. :class:`TrainingVisualizer` is mmengine's ``Visualizer``
 with two backends: ``LocalVisBackend`` (``<work_dir>/<timestamp>/vis_data/scalars.json``, read by
 ``tools/plot_logs.py``) and, when ``tensorboard=True`` and the ``tensorboard`` package is installed
-(``pip install 'videoccam[tensorboard]'``), ``TensorboardVisBackend`` (event files in the same ``vis_data`` folder:
+(part of the default install), ``TensorboardVisBackend`` (event files in the same ``vis_data`` folder:
 ``tensorboard --logdir work_dirs/``). ``tensorboard=False`` (``--cfg-options visualizer.tensorboard=False``)
 turns the event files off; without the package the run continues with the json scalars and says so once.
 
@@ -60,7 +60,7 @@ class TrainingVisualizer(Visualizer):
         if tensorboard and not self.tensorboard:
             print_log(
                 "TensorBoard logging is on (visualizer.tensorboard=True) but the tensorboard package is not "
-                "installed: pip install 'videoccam[tensorboard]' (or bash tools/install.sh tensorboard), or set "
+                "installed (the default install has it): pip install tensorboard, or set "
                 "visualizer.tensorboard=False. The curves are still written to vis_data/scalars.json "
                 "(python tools/plot_logs.py WORK_DIR draws them).",
                 "current",

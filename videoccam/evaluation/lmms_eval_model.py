@@ -129,9 +129,10 @@ class VideoCCAMLmmsMixin:
                    _optional(attn_implementation, str))  # fmt: skip
 
     def _load(self, path: str, device: str, dtype: str | None, attn_implementation: str | None) -> None:
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
         from videoccam.evaluation.backend import resolve_device_dtype
+        from videoccam.inference.load import load_image_processor
 
         self.device, torch_dtype = resolve_device_dtype(device, _optional(dtype, str))
         kwargs: dict[str, Any] = {"trust_remote_code": True, "torch_dtype": torch_dtype}
@@ -139,7 +140,7 @@ class VideoCCAMLmmsMixin:
             kwargs["attn_implementation"] = attn_implementation
         self.model = AutoModel.from_pretrained(path, **kwargs).to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.image_processor = AutoImageProcessor.from_pretrained(path)
+        self.image_processor = load_image_processor(path)  # PIL resize, as in training
 
     # -- media -------------------------------------------------------------------------------------------
     def _frames(self, visual: Any) -> tuple[str, list[Image.Image]]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from mmengine.logging import print_log
 
+from videoccam.checkpoint import load_checkpoint
 from videoccam.export.hf_folder import DEFAULT_MAX_SHARD_SIZE, write_safetensors
 from videoccam.export.lora_merge import merged_state_dict
 from videoccam.export.xtuner_layout import save_projector
@@ -62,7 +63,7 @@ def released_tensors(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
         if file.suffix == ".safetensors":
             state.update(load_file(str(file)))
         else:
-            state.update(torch.load(str(file), map_location="cpu", weights_only=True))
+            state.update(load_checkpoint(file))
     return state
 
 

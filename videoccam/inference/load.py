@@ -9,6 +9,7 @@
   converted in memory (:func:`build_hf_from_checkpoint`).
 * :func:`check_model_source` is the rule for naming a model that every loader and tool applies: a converted
   folder, or a config together with a checkpoint.
+* :func:`load_image_processor` loads a folder's image processor in the implementation training matches (PIL).
 
 Heavy imports (xtuner, mmengine) happen only on the config + checkpoint path, so loading a converted folder starts
 quickly.
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["build_hf_from_checkpoint", "check_model_source", "load_model", "load_trained_model"]
+__all__ = ["build_hf_from_checkpoint", "check_model_source", "load_image_processor", "load_model", "load_trained_model"]
 
 
 def check_model_source(
@@ -52,6 +53,23 @@ def check_model_source(
                        ("checkpoint (--checkpoint)", checkpoint)):  # fmt: skip
         if path and not os.path.exists(path):
             raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
+def load_image_processor(path: str | os.PathLike) -> Any:
+    """The image processor saved in ``path`` in its PIL ("slow") implementation, chosen explicitly.
+
+    Training resizes frames with PIL bicubic, as the slow ``SiglipImageProcessor`` does
+    (videoccam/dataset/frame_processing.py), so inference must too. transformers takes that choice from the call,
+    not from ``preprocessor_config.json``: 4.x from ``use_fast`` (unset, it picks the slow one and prints "Using a
+    slow image processor as `use_fast` is unset ..."), 5.x from ``backend`` (unset, torchvision where installed,
+    which resizes differently; ``use_fast`` is deprecated there).
+    """
+    import transformers
+    from transformers import AutoImageProcessor
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return AutoImageProcessor.from_pretrained(str(path), backend="pil")
+    return AutoImageProcessor.from_pretrained(str(path), use_fast=False)
 
 
 def load_trained_model(
@@ -174,7 +192,7 @@ def load_model(
             f"{model_path} is not a converted Video-CCAM folder (no config.json); convert a training checkpoint "
             "with `python tools/convert_to_hf.py CONFIG CHECKPOINT OUT_DIR`, or pass config= and checkpoint="
         )
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     # dtype "auto": the dtype the folder was saved in (bf16 for released models), not transformers' float32
     model = AutoModel.from_pretrained(
@@ -182,5 +200,5 @@ def load_model(
     )
     # trust_remote_code: transformers 5 reads the folder's config (with its auto_map) for the tokenizer too
     tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=True)
-    image_processor = AutoImageProcessor.from_pretrained(str(model_path))
+    image_processor = load_image_processor(model_path)
     return _finish(model, device, None), tokenizer, image_processor

@@ -41,9 +41,10 @@ from mmengine.model import BaseModel
 from peft import get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 from xtuner.model.modules import dispatch_modules
-from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
+from xtuner.model.utils import LoadWoInit, find_all_linear_names
 from xtuner.registry import BUILDER
 
+from videoccam.checkpoint import load_checkpoint, weights_only_loading
 from videoccam.model.chunked_loss import DEFAULT_LOSS_CHUNK_SIZE, chunked_head_cross_entropy, num_loss_chunks
 from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
@@ -352,7 +353,9 @@ class VideoCCAMModel(BaseModel):
         """Load the trainable weights saved by an earlier stage; unknown keys are an error, not ignored.
 
         ``path`` is an mmengine ``.pth`` file, a DeepSpeed checkpoint folder, or a work dir whose
-        ``last_checkpoint`` file names the checkpoint.
+        ``last_checkpoint`` file names the checkpoint. Every file is read weights-only
+        (:mod:`videoccam.checkpoint`): a file that would run code is refused with
+        :class:`~videoccam.checkpoint.UnsafeCheckpointError` (a ValueError), nothing of it loaded.
         """
         marker = os.path.join(path, "last_checkpoint")
         if os.path.isdir(path) and os.path.isfile(marker):
@@ -362,7 +365,7 @@ class VideoCCAMModel(BaseModel):
             raise FileNotFoundError(f"pretrained_pth not found: {path}")
         if os.path.isdir(path):
             # a DeepSpeed checkpoint folder: rebuild the fp32 master weights from the ZeRO shards (xtuner's
-            # guess_load_checkpoint would round them to float16 first)
+            # guess_load_checkpoint would round them to float16 first); xtuner's reader passes weights_only=False
             try:
                 from xtuner.utils.zero_to_any_dtype import get_state_dict_from_zero_checkpoint
             except ImportError as e:
@@ -372,11 +375,14 @@ class VideoCCAMModel(BaseModel):
                 ) from e
 
             path = os.path.normpath(path)
-            state_dict = get_state_dict_from_zero_checkpoint(
-                os.path.dirname(path), os.path.basename(path), dtype=torch.float32
-            )
+            with weights_only_loading():
+                state_dict = get_state_dict_from_zero_checkpoint(
+                    os.path.dirname(path), os.path.basename(path), dtype=torch.float32
+                )
         else:
-            state_dict = guess_load_checkpoint(path)
+            state_dict = load_checkpoint(path)
+            if "state_dict" in state_dict:  # an mmengine checkpoint; else a plain state dict
+                state_dict = state_dict["state_dict"]
         own = set(super().state_dict().keys())
         unknown = [k for k in state_dict if k not in own]
         if unknown:

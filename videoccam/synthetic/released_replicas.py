@@ -116,7 +116,9 @@ def write_v10_replica(out: Path, base: Path, seed: int = 0) -> Path:
 def write_v12_replica(out: Path, base: Path, seed: int = 0) -> Path:
     """The v1.2 single folder in ``out``: the base models' weights (standing in for merged ones) + a projector."""
     from safetensors.torch import save_file
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, GenerationConfig
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from videoccam.inference.load import load_image_processor
 
     out.mkdir(parents=True, exist_ok=True)
     for name in V12_FILES:
@@ -152,7 +154,7 @@ def write_v12_replica(out: Path, base: Path, seed: int = 0) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})  # fmt: skip
     tokenizer.save_pretrained(str(out))
-    AutoImageProcessor.from_pretrained(str(base / "siglip")).save_pretrained(str(out))
+    load_image_processor(base / "siglip").save_pretrained(str(out))
     GenerationConfig.from_pretrained(str(base / "qwen2")).save_pretrained(str(out))
     return out
 
