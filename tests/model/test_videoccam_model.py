@@ -325,3 +325,22 @@ def test_bf16_storage_dtypes_are_recorded_and_exported(tiny_models):
     torch.testing.assert_close(state["queries"], model.projector.queries.detach().to(torch.bfloat16))
     # fp32 towers: nothing to upcast, nothing recorded (the projector computes in the towers' fp32)
     assert build(tiny_models, stage=2).weight_dtypes == {}
+
+
+def test_single_process_forward_where_xtuner_would_dispatch_flash_attention(tiny_models, monkeypatch):
+    """On a CUDA machine with flash-attn, xtuner's dispatch swaps the Qwen2 / Llama / Mistral attention forwards for
+    ones that call ``dist.get_rank()``; simulated here by forcing xtuner's ``SUPPORT_FLASH2``. A model built and run
+    in one process (no process group: ``tools/train.py`` without a launcher, the quickstart on one GPU) must work,
+    with transformers' own attention."""
+    import torch.distributed as dist
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
+    from xtuner.model.modules import dispatch
+
+    monkeypatch.setattr(dispatch, "SUPPORT_FLASH2", True)
+    assert not (dist.is_available() and dist.is_initialized())
+    model = build(tiny_models, stage=2)
+    loss = model(batch([2, None]), mode="loss")["loss"]  # xtuner's forwards: "process group has not been initialized"
+    assert torch.isfinite(loss)
+    loss.backward()
+    attention = [m for m in model.llm.modules() if isinstance(m, Qwen2Attention)]
+    assert attention and all(m.forward.__func__ is Qwen2Attention.forward for m in attention)

@@ -16,6 +16,8 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
   bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
 * trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
   without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+* the LLM's attention is transformers' own (``attn_implementation``): xtuner's ``dispatch_modules`` is not called,
+  as its flash-attn forwards need a process group even in a single process;
 * ``data["visual_features"]`` (a stage-1 feature cache, ``videoccam.dataset.feature_cache``) replaces the
   vision tower's output for the batch;
 * ``pixel_values`` may be uint8 (resized frames from the dataset, with their ``pixel_affine``): they are
@@ -40,7 +42,6 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from peft import get_peft_model, prepare_model_for_kbit_training
 from torch import nn
-from xtuner.model.modules import dispatch_modules
 from xtuner.model.utils import LoadWoInit, find_all_linear_names, guess_load_checkpoint
 from xtuner.registry import BUILDER
 
@@ -158,7 +159,10 @@ class VideoCCAMModel(BaseModel):
             self.llm = _build(llm)
             self.visual_encoder = _build(visual_encoder)
         self.llm.config.use_cache = False
-        dispatch_modules(self.llm)
+        # No xtuner dispatch_modules: where flash-attn is installed it swaps the LLM's attention forwards for
+        # xtuner's varlen / sequence-parallel versions, which call dist.get_rank() on every step and so kill a
+        # single-process run ("Default process group has not been initialized"). This model uses neither: the
+        # attention is transformers' own, chosen by the builder's attn_implementation (sdpa, flash_attention_2).
         self.freeze_llm = freeze_llm
         self.freeze_visual_encoder = freeze_visual_encoder
         self.visual_select_layer = visual_select_layer
