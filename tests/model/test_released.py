@@ -239,3 +239,34 @@ def test_loaded_adapters_are_not_doubled(released_replicas):
     cfg.model.llm_lora = dict(type=LoraConfig, r=4)
     with pytest.raises(ValueError, match="model.llm already carries PEFT adapters .* set model.llm_lora=None"):
         BUILDER.build(cfg.model)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# start-up runs no vision tower on the CPU (a GPU-only tower, e.g. flash-attention 2, is built on the CPU first)
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["v1_0", "v1_2"])
+def test_start_up_runs_no_vision_forward_on_the_cpu(released_replicas, monkeypatch, version):
+    """The released projector's call check and (v1.0) the freezing of loaded adapters that do not reach the selected
+    layer must not run SigLIP on the CPU: with ``attn_implementation="flash_attention_2"`` it cannot run there. A
+    tower whose attention refuses CPU tensors stands in for it; the model must build, with the same trainable set."""
+    reference = set(_build(version, released_replicas).trainable_parameter_names())
+    attention_classes = {type(m) for m in _build(version, released_replicas).visual_encoder.modules()
+                         if type(m).__name__.startswith("Siglip") and type(m).__name__.endswith("Attention")}
+    assert attention_classes
+
+    def cpu_refusing(forward):
+        def refuse(self, hidden_states, *args, **kwargs):
+            if hidden_states.device.type == "cpu":
+                raise RuntimeError("FlashAttention only supports CUDA tensors (stand-in)")
+            return forward(self, hidden_states, *args, **kwargs)
+
+        return refuse
+
+    for cls in attention_classes:
+        monkeypatch.setattr(cls, "forward", cpu_refusing(cls.forward))
+    model = _build(version, released_replicas)
+    assert set(model.trainable_parameter_names()) == reference
+    if version == "v1_0":  # the adapters after hidden_states[-2] are frozen, as before
+        assert not any("head" in n or "layers.1." in n for n in reference if n.startswith("visual_encoder."))
+    with pytest.raises(RuntimeError, match="stand-in"):  # the stand-in does refuse a CPU forward
+        model.visual_encoder(torch.zeros(1, 3, 64, 64))

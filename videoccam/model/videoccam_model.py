@@ -232,27 +232,28 @@ class VideoCCAMModel(BaseModel):
             )
         return module  # its dtype is set by _keep_trainable_in_fp32
 
-    def _dummy_frame(self) -> torch.Tensor:
-        size = self.visual_encoder.config.image_size
-        weight = next(self.visual_encoder.parameters())
-        return torch.zeros(1, 3, size, size, dtype=weight.dtype, device=weight.device)
-
     def _check_projector_call(self, projector: nn.Module, llm_width: int) -> int | None:
         """A projector of another code base must map ``projector(features [f, p, d_v], [f])`` to ``[1, q, d_l]``.
 
-        That is how upstream Video-CCAM calls its projector (design.md section 8); one dummy frame checks it here,
-        before training, with a message that names the shapes. Skipped for weights partitioned by ZeRO-3.
+        That is how upstream Video-CCAM calls its projector (design.md section 8); one frame of zero features
+        (shaped as the vision tower's config says: ``(image_size / patch_size)^2`` tokens of its width) checks it
+        here, before training, with a message that names the shapes. The vision tower is not run: at this point
+        it sits on the CPU, where e.g. a flash-attention tower cannot run. Skipped for weights partitioned by
+        ZeRO-3.
 
         Returns:
             q, the visual tokens per item (None when skipped).
         """
-        if any(hasattr(p, "ds_id") or p.is_meta for p in [*self.visual_encoder.parameters(), *projector.parameters()]):
+        if any(hasattr(p, "ds_id") or p.is_meta for p in projector.parameters()):
             return None
+        vision = self.visual_encoder.config
+        image_size, patch_size = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+        patches = (image_size // patch_size) ** 2 if image_size and patch_size else 1
+        param = next(projector.parameters())
+        features = torch.zeros(1, patches, vision.hidden_size, dtype=param.dtype, device=param.device)
         with torch.no_grad():
-            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
-            param = next(projector.parameters())
             try:
-                out = projector(features.to(param.device, param.dtype), [1])
+                out = projector(features, [1])
             except Exception as e:  # noqa: BLE001 - any failure of foreign code: say how it was called
                 raise ValueError(
                     f"the projector {type(projector).__name__} failed when called as projector(features, "
@@ -271,22 +272,39 @@ class VideoCCAMModel(BaseModel):
         """Freeze loaded vision-tower adapters whose output never reaches ``hidden_states[visual_select_layer]``.
 
         A released SigLIP adapter covers every layer (and the pooling head); the layers after the selected one
-        get no gradient, which DDP rejects as unused parameters. One dummy frame's backward finds them.
+        get no gradient, which DDP rejects as unused parameters. One frame's forward and backward, traced on the
+        ``meta`` device (:func:`torch.func.functional_call` with meta copies of the weights: shapes only, no
+        memory, no kernels), finds them: the tower itself stays where it is (on the CPU at this point) and never
+        runs there, so a tower built for the GPU (flash-attention 2) starts up too.
+
+        Raises:
+            RuntimeError: if the tower cannot be traced on the meta device (an attention kernel without a meta
+                implementation, e.g. flash-attn older than 2.6): load it with ``attn_implementation="sdpa"``.
         """
-        trainable = [p for p in self.visual_encoder.parameters() if p.requires_grad]
-        if not trainable or any(hasattr(p, "ds_id") or p.is_meta for p in trainable):
+        tower = self.visual_encoder
+        trainable = [name for name, p in tower.named_parameters() if p.requires_grad]
+        if not trainable or any(hasattr(p, "ds_id") or p.is_meta for p in tower.parameters()):
             return
-        grads = [p.grad for p in trainable]
-        for p in trainable:
-            p.grad = None
-        with torch.enable_grad():
-            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
-            features.float().sum().backward()
-        unused = [p for p in trainable if p.grad is None]
-        for p, grad in zip(trainable, grads):
-            if p.grad is None:
-                p.requires_grad_(False)
-            p.grad = grad
+        meta = {name: torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+                for name, p in tower.named_parameters()}  # fmt: skip
+        meta.update((name, torch.empty_like(b, device="meta")) for name, b in tower.named_buffers())
+        size = tower.config.image_size
+        frame = torch.zeros(1, 3, size, size, dtype=next(tower.parameters()).dtype, device="meta")
+        try:
+            with torch.enable_grad():
+                out = torch.func.functional_call(tower, meta, (frame,), {"output_hidden_states": True})
+                features = out.hidden_states[self.visual_select_layer]
+                grads = torch.autograd.grad(features.float().sum(), [meta[n] for n in trainable], allow_unused=True)
+        except Exception as e:  # noqa: BLE001 - foreign kernels: say what to change
+            raise RuntimeError(
+                f"could not trace the vision tower {type(tower).__name__} on the meta device to find which of its "
+                f"loaded adapters reach hidden_states[{self.visual_select_layer}] ({type(e).__name__}: {e}); load it "
+                "with attn_implementation='sdpa' (model.visual_encoder.attn_implementation=sdpa)"
+            ) from e
+        unused = [name for name, grad in zip(trainable, grads) if grad is None]
+        params = dict(tower.named_parameters())
+        for name in unused:
+            params[name].requires_grad_(False)
         if unused:
             print_log(f"visual encoder: froze {len(unused)} loaded adapter tensors whose output does not reach "
                       f"hidden_states[{self.visual_select_layer}]", "current")  # fmt: skip
