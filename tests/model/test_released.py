@@ -270,3 +270,19 @@ def test_start_up_runs_no_vision_forward_on_the_cpu(released_replicas, monkeypat
         assert not any("head" in n or "layers.1." in n for n in reference if n.startswith("visual_encoder."))
     with pytest.raises(RuntimeError, match="stand-in"):  # the stand-in does refuse a CPU forward
         model.visual_encoder(torch.zeros(1, 3, 64, 64))
+
+
+def test_generate_with_a_bf16_tower_and_a_released_projector_that_does_not_cast(released_replicas):
+    """``SampleAnswersHook`` asks through ``VideoCCAMModel.generate``, outside autocast: the bf16 tower's features
+    must reach the fp32 released projector in its dtype even when its own code does not cast them."""
+    cfg = Config.fromfile(str(RELEASED_CONFIGS["v1_0"]))
+    cfg.merge_from_dict(released_options(released_replicas, "v1_0"))
+    cfg.merge_from_dict({"model.visual_encoder.torch_dtype": torch.bfloat16, "model.projector.cast_inputs": False})
+    model = BUILDER.build(cfg.model).eval()
+    assert model.visual_encoder.dtype == torch.bfloat16 and next(model.projector.parameters()).dtype == torch.float32
+    assert model.projector.config.cast_inputs is False
+    pixel_values = _pixels(released_replicas["base"] / "siglip")[:3]
+    prompt = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7]])
+    tokens = model.generate(dict(input_ids=prompt, attention_mask=torch.ones_like(prompt), pixel_values=pixel_values,
+                                 num_frames=[3]), max_new_tokens=3, do_sample=False)  # fmt: skip
+    assert tokens.shape == (1, 3)

@@ -517,6 +517,9 @@ class VideoCCAMModel(BaseModel):
         for _ in range(padding_calls):
             padding = encode_frames(self.visual_encoder, dummy_frame(), self.visual_select_layer, 1)
             zero_terms.append(padding.sum() * 0.0)
+        # in the projector's dtype: bf16 features of a bf16 tower meet the fp32 projector outside autocast
+        # (generate, SampleAnswersHook), and a released projector's own code need not cast them itself
+        features = features.to(next(self.projector.parameters()).dtype)
         if pixel_values is not None or cached is not None:
             media = self.projector(features, list(data["num_frames"]))
         else:
