@@ -5,7 +5,7 @@
 # SigLIP, and the projector trains, as in stage 2 (README "Fine-tune a released Video-CCAM model"; the LLM block,
 # batch, adapters and memory are those of the qwen2_5_7b stage-2 recipe).
 #   huggingface-cli download JaronTHU/Video-CCAM-7B-v1.2 --local-dir checkpoints/Video-CCAM-7B-v1_2
-#   xtuner train configs/released/videoccam_7b_v1_2_finetune.py --deepspeed deepspeed_zero2
+#   xtuner train configs/released/videoccam_7b_v1_2_finetune.py --deepspeed configs/deepspeed/zero2_bf16.json
 #   python tools/convert_to_hf.py configs/released/videoccam_7b_v1_2_finetune.py \
 #       work_dirs/videoccam_7b_v1_2_finetune OUT --save-format released
 from mmengine.config import read_base
