@@ -555,7 +555,7 @@ GPU_JSONS = {CONFIG_DIR / "deepspeed/zero2_bf16.json", CONFIG_DIR / "deepspeed/z
 
 
 def _deepspeed_arguments(text: str) -> list[str]:
-    return re.findall(r"--deepspeed\s+(\S+)", text)
+    return re.findall(r"--deepspeed\s+([\w./-]+)", text)
 
 
 @pytest.mark.parametrize("path", [p for p in RECIPES + RELEASED if p != QLORA], ids=_rel)

@@ -4,7 +4,7 @@ What it proves on a GPU cannot be shown here (no GPU is lent to the tests); what
 in fp32, bf16 (CPU autocast), with the flash-attention code path on SDPA, through DeepSpeed ZeRO-2 with
 configs/deepspeed/zero2_bf16.json on gloo, and with the QLoRA code path without quantisation, each exported,
 loaded back with trust_remote_code and answering through ``model.chat``; the four bench tools at ``--smoke``
-sizes through their ``main``; the planner for bench_train_step's configuration. About 1.5-2 CPU minutes.
+sizes through their ``main``; the planner for bench_train_step's configuration. About 65 s of CPU time.
 """
 
 from __future__ import annotations
