@@ -7,12 +7,18 @@ LoRA adapter sizes and the projector come from those skeletons; memory is then c
 
 * **weights**: every parameter in its training dtype (bitsandbytes 4-bit: half a byte plus the block constants;
   the parameters ``prepare_model_for_kbit_training`` leaves unquantised are upcast to fp32);
-* **gradients and AdamW states** of the trainable parameters (projector, LoRA). DeepSpeed (``zero`` 1-3) runs
-  the whole model in bf16 and keeps an fp32 master copy plus two fp32 moments (12 bytes per trainable
-  parameter) partitioned over the GPUs, gradients too from ZeRO-2, all weights from ZeRO-3; ``zero=0`` is
-  mmengine's optimizer wrapper (DDP or one process): frozen parameters keep their loaded dtype, trainable ones
-  are fp32 (LoRA adapters by peft's default; the projector and unfrozen bf16 towers upcast by VideoCCAMModel,
-  as there is no master copy) and AdamW keeps its two moments in fp32, unpartitioned;
+* **gradients and AdamW states** of the trainable parameters (projector, LoRA), as the project's DeepSpeed JSONs
+  train them (:attr:`_Setup.mode`). ZeRO-1/2 (``configs/deepspeed/zero2_bf16.json``): trainable weights fp32,
+  frozen ones as loaded, matrix products in bf16 under ``torch_autocast``, fp32 gradients (partitioned from
+  ZeRO-2), DeepSpeed's fp32 copy of each partition plus two fp32 moments (12 bytes per trainable parameter,
+  partitioned), two reduce buckets of ``reduce_bucket_size`` fp32 elements per communication dtype (bf16 for
+  linear layers, fp32 for the rest) with ``overlap_comm``. ZeRO-3 (``zero3_bf16.json``): every weight bf16 and
+  partitioned (VideoCCAMModel stores the trainable ones in bf16), fp32 gradient partitions
+  (``grad_accum_dtype``), 12 bytes per trainable parameter of fp32 master and moments, partitioned. An fp32 model
+  (the CPU JSONs) trains everything in fp32. ``zero=0`` is mmengine's optimizer wrapper (DDP or one process):
+  frozen parameters keep their loaded dtype, trainable ones are fp32 (LoRA adapters by peft's default; the
+  projector and unfrozen bf16 towers upcast by VideoCCAMModel, as there is no master copy) and AdamW keeps its
+  two moments in fp32, unpartitioned;
 * **activations**: the tensors autograd saves for backward, counted per token for each layer type from the
   operations transformers 4.48, peft and this project's projector run (listed in :func:`llm_layer_bytes`,
   :func:`vision_layer_bytes`, :func:`projector_bytes`), with and without activation checkpointing, plus the
@@ -50,14 +56,17 @@ BUILTIN_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "microsoft/Phi-3-mini-4k-instruct": dict(
         model_type="phi3", hidden_size=3072, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
         intermediate_size=8192, vocab_size=32064, max_position_embeddings=4096, tie_word_embeddings=False,
+        sliding_window=2047,
     ),
     "microsoft/Phi-3.5-mini-instruct": dict(
         model_type="phi3", hidden_size=3072, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
         intermediate_size=8192, vocab_size=32064, max_position_embeddings=131072, tie_word_embeddings=False,
+        sliding_window=262144,
     ),
     "Qwen/Qwen2.5-7B-Instruct": dict(
         model_type="qwen2", hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
         intermediate_size=18944, vocab_size=152064, max_position_embeddings=32768, tie_word_embeddings=False,
+        sliding_window=131072, use_sliding_window=False, max_window_layers=28,
     ),
     "01-ai/Yi-1.5-9B-Chat": dict(
         model_type="llama", hidden_size=4096, num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4,
@@ -66,6 +75,7 @@ BUILTIN_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "microsoft/Phi-3-medium-4k-instruct": dict(
         model_type="phi3", hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=10,
         intermediate_size=17920, vocab_size=32064, max_position_embeddings=4096, tie_word_embeddings=False,
+        sliding_window=2047,
     ),
     "google/siglip-so400m-patch14-384": dict(
         model_type="siglip_vision_model", hidden_size=1152, num_hidden_layers=27, num_attention_heads=16,
@@ -73,9 +83,12 @@ BUILTIN_ARCHITECTURES: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 
-# DeepSpeed defaults (runtime/zero/config.py) for the buckets that xtuner's deepspeed_zero*.json leave unset.
+# DeepSpeed defaults (runtime/zero/config.py) for the buckets the JSONs leave unset, and the reduce bucket of
+# configs/deepspeed/zero2_bf16.json (its buffers are in the optimizer's dtype, fp32 there, one pair per
+# communication dtype: 4 x 5e8 fp32 elements would be 7.5 GiB).
 DS_REDUCE_BUCKET = 500_000_000
 DS_PREFETCH_BUCKET = 50_000_000
+PROJECT_ZERO2_REDUCE_BUCKET = 200_000_000
 DEFAULT_CUDA_OVERHEAD_GIB = 2.0
 
 
@@ -422,15 +435,32 @@ class _Setup:
     vis_targets: list[tuple[str, nn.Linear]]
 
     @property
-    def train_bytes(self) -> int | None:
-        """DeepSpeed runs every parameter in one dtype (bf16 on GPUs, fp32 when the model is fp32); None without."""
+    def mode(self) -> str:
+        """How the weights train: ``mmengine`` (zero 0: the config's optimizer wrapper), ``fp32`` (DeepSpeed on an
+        fp32 model, the CPU JSONs), ``autocast`` (ZeRO-1/2 with ``configs/deepspeed/zero2_bf16.json``: fp32
+        trainable weights, frozen ones as loaded, bf16 products under ``torch_autocast``) or ``bf16`` (ZeRO-3 with
+        ``zero3_bf16.json``: every weight bf16, fp32 masters and gradient accumulation in the optimizer)."""
         if self.zero == 0:
-            return None
-        return 4 if self.p_llm == 4 else 2
+            return "mmengine"
+        if self.p_llm == 4:
+            return "fp32"
+        return "bf16" if self.zero == 3 else "autocast"
+
+    @property
+    def autocast(self) -> bool:
+        """Matrix products in bf16 under autocast with fp32 trainable weights (mmengine's AMP, DeepSpeed's
+        ``torch_autocast``)."""
+        return self.amp or self.mode == "autocast"
+
+    @property
+    def train_bytes(self) -> int | None:
+        """The one dtype every weight has under DeepSpeed in the ``fp32`` and ``bf16`` modes; None otherwise."""
+        return {"fp32": 4, "bf16": 2}.get(self.mode)
 
     @property
     def projector_param_bytes(self) -> int:
-        """The projector trains in fp32 without DeepSpeed (VideoCCAMModel upcasts it from a bf16/fp16 vision dtype)."""
+        """The projector trains in fp32 (VideoCCAMModel upcasts it from a bf16/fp16 vision dtype) except in
+        DeepSpeed's ``bf16`` mode."""
         return self.train_bytes or max(self.p_vis, 4)
 
     @property
@@ -617,25 +647,31 @@ def _state_rows(s: _Setup, params: dict[str, dict[str, int]]) -> tuple[list[Row]
             Row("training state", "AdamW exp_avg + exp_avg_sq", 2 * grads,
                 "in the parameters' dtype, no fp32 master (mmengine optimizer wrapper)"),
         ], 0
-    tb = s.train_bytes
-    grads = trainable * tb // (s.gpus if s.zero >= 2 else 1)
-    master = 4 if tb != 4 else 0
-    opt = trainable * (master + 8) // s.gpus
+    # the project's JSONs sum gradients in fp32 (zero2_bf16: fp32 weights; zero3_bf16: grad_accum_dtype), and
+    # DeepSpeed keeps an fp32 copy of each partition even of fp32 weights
+    grads = trainable * 4 // (s.gpus if s.zero >= 2 else 1)
+    opt = trainable * (4 + 8) // s.gpus
     host = 0
-    grad_note, opt_note = f"{trainable / 1e6:.0f} M trainable", f"{master + 8} B/param /{s.gpus} GPUs"
+    grad_note, opt_note = f"{trainable / 1e6:.0f} M trainable", f"4 + 8 B/param /{s.gpus} GPUs"
     if s.offload:  # optimizer states and fp32 gradient partitions live on the host
         host += opt + trainable * 4 // s.gpus
         opt, opt_note = 0, "offloaded to the host"
         if s.zero >= 2:
             grads, grad_note = 0, "offloaded to the host"
     rows = [
-        Row("training state", f"gradients ({tb} B{', partitioned' if s.zero >= 2 else ''})", grads, grad_note),
-        Row("training state", "fp32 master + AdamW moments" if master else "AdamW moments", opt, opt_note),
+        Row("training state", f"gradients (fp32{', partitioned' if s.zero >= 2 else ''})", grads, grad_note),
+        Row("training state", "fp32 master + AdamW moments", opt, opt_note),
     ]
-    if s.zero in (1, 2):
-        rows.append(Row("training state", "DeepSpeed gradient reduce buckets", 2 * DS_REDUCE_BUCKET * tb,
-                        "2 x reduce_bucket_size (5e8) with overlap_comm, whatever the trainable count"))
+    if s.zero in (1, 2) and s.mode == "autocast":
+        buckets = 2 * 2 * PROJECT_ZERO2_REDUCE_BUCKET * 4
+        rows.append(Row("training state", "DeepSpeed gradient reduce buckets", buckets,
+                        "2 communication dtypes x 2 buffers (overlap_comm) x reduce_bucket_size 2e8 x 4 B "
+                        "(zero2_bf16.json), whatever the trainable count"))  # fmt: skip
+    elif s.zero in (1, 2):
+        rows.append(Row("training state", "DeepSpeed gradient reduce buckets", 2 * DS_REDUCE_BUCKET * 4,
+                        "2 x reduce_bucket_size (5e8) x 4 B, whatever the trainable count"))
     else:
+        tb = s.train_bytes
         gathered = (2 * _largest_block(s.llm) + DS_PREFETCH_BUCKET + min(DS_REDUCE_BUCKET, trainable)) * tb
         rows.append(Row("training state", "ZeRO-3 gathered layers + prefetch + reduce bucket", gathered,
                         "2 largest decoder layers + 5e7 prefetch + reduce bucket"))
@@ -644,16 +680,16 @@ def _state_rows(s: _Setup, params: dict[str, dict[str, int]]) -> tuple[list[Row]
 
 def _precisions(s: _Setup) -> tuple[Precision, Precision, Precision]:
     """Activation precisions of the LLM, SigLIP and the projector."""
-    # Precision: DeepSpeed runs everything in its dtype; without it each part runs in its loaded dtype, LoRA
-    # branches in fp32 (bf16 copies under autocast); a 4-bit LLM's residual stream is fp32
-    # (prepare_model_for_kbit_training upcasts embeddings and norms).
+    # Precision: DeepSpeed's fp32 and bf16 modes run everything in their dtype; otherwise (mmengine, DeepSpeed's
+    # torch_autocast) each part runs in its loaded dtype, LoRA branches in fp32 (bf16 copies under autocast); a
+    # 4-bit LLM's residual stream is fp32 (prepare_model_for_kbit_training upcasts embeddings and norms).
     mask = 1 if s.device == "cuda" else None  # CUDA dropout keeps a bool mask; CPU a mask in the tensor dtype
     if s.train_bytes:
         tb = s.train_bytes
         return Precision(tb, tb, mask or tb), Precision(tb, tb, mask or tb), Precision(tb, tb, mask or tb)
-    lora_act = 2 if s.amp else s.adapter_bytes
+    lora_act = 2 if s.autocast else s.adapter_bytes
     # the fp32 projector computes in bf16 under autocast, in fp32 without
-    proj_act = s.p_vis if s.amp else s.projector_param_bytes
+    proj_act = s.p_vis if s.autocast else s.projector_param_bytes
     return (
         Precision(4 if s.bits else s.p_llm, lora_act, mask or s.adapter_bytes),
         Precision(s.p_vis, lora_act, mask or s.adapter_bytes),
@@ -761,7 +797,7 @@ def _activation_rows(s: _Setup) -> tuple[list[Row], dict[str, Any]]:
     """Activations kept for backward plus the peak working memory of the step (see the module docstring)."""
     llm_prec, vis_prec, proj_prec = _precisions(s)
     llm, vis = _llm_activations(s, llm_prec), _vision_activations(s, vis_prec)
-    autocast_copies = (s.n_llm_lora + s.n_vis_lora) * 2 if s.amp and s.adapter_bytes == 4 else 0
+    autocast_copies = (s.n_llm_lora + s.n_vis_lora) * 2 if s.autocast and s.adapter_bytes == 4 else 0
     proj = projector_bytes(s.proj_config.to_dict(), s.videos, s.frames, s.patches, proj_prec, s.device,
                            s.checkpointing)
     logits, pixel_values = llm["logits"], vis["pixel_values"]
@@ -855,6 +891,7 @@ def plan_memory(
         "config": config_name,
         "gpus": gpus,
         "mode": (f"DeepSpeed ZeRO-{zero}" + (" + offload" if offload else "")) if zero else "no DeepSpeed (mmengine)",
+        "weights": s.mode,
         "zero": zero,
         "offload": offload,
         "batch_size": s.batch,

@@ -81,7 +81,7 @@ max_norm = 1  # grad clip
 warmup_ratio = 0.03
 
 # Save
-save_steps = 500
+save_steps = 512  # a multiple of accumulative_counts (every recipe's: 2 to 128): no checkpoint inside an optimizer step
 save_total_limit = 2  # keep the last 2 checkpoints (-1: all)
 log_interval = 10
 

@@ -1,6 +1,6 @@
 # Video-CCAM stage 1 (feature alignment: only the CCAM projector trains) with Phi-3-mini-4k-instruct (3.8B).
 # The recipe is configs/_base_/videoccam_stage1.py; this file holds the LLM block (read by the stage-2 config too).
-#   xtuner train configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage1.py --deepspeed deepspeed_zero2
+#   xtuner train configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage1.py --deepspeed configs/deepspeed/zero2_bf16.json
 # Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
 from xtuner.utils import PROMPT_TEMPLATE
@@ -14,8 +14,10 @@ with read_base():
 llm_name_or_path = "microsoft/Phi-3-mini-4k-instruct"
 prompt_template = PROMPT_TEMPLATE.phi3_chat  # Phi-3 chat format: <|user|>\n{input}<|end|>\n<|assistant|>\n
 llm_context = 4096
-max_length = 4096  # the whole 4k context
-text_budget = max_length - num_queries  # noqa: F405  (4096 - 1024 = 3072 text tokens with a video)
+# The 4k context, capped by the sliding window: the LLM attends to the last 2,047 tokens only (sliding_window in
+# its config.json), so from position 2047 + 1024 - 1 = 3070 on a token would see none of the 1,024 visual tokens.
+max_length = 3070
+text_budget = max_length - num_queries  # noqa: F405  (3070 - 1024 = 2046 text tokens with a video)
 batch_size = 16  # per device
 accumulative_counts = 2  # 8 GPUs x 16 x 2 = 256 samples per optimizer step
 

@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -239,7 +241,10 @@ def test_recipe_hyper_parameters_and_part1_values(loaded, path):
     assert dataset.template == cfg.prompt_template
     assert dataset.max_length == cfg.max_length <= cfg.llm_context
     assert cfg.llm_context == BUILTIN_ARCHITECTURES[llm]["max_position_embeddings"]
-    assert cfg.max_length == min(cfg.llm_context, 8192)
+    # the whole context up to 8k, less where the LLM's sliding window would hide the media from late answers
+    window = BUILTIN_ARCHITECTURES[llm].get("sliding_window")
+    hidden = window is not None and BUILTIN_ARCHITECTURES[llm].get("use_sliding_window", True)
+    assert cfg.max_length == min(cfg.llm_context, 8192, *([window + cfg.num_queries - 1] if hidden else []))
     assert dataset.num_queries == model.projector.num_queries == cfg.num_queries == 1024
     assert cfg.text_budget == cfg.max_length - cfg.num_queries > 0
     assert dataset.num_frames == 16 and dataset.sampling == "uniform"
@@ -256,6 +261,9 @@ def test_recipe_hyper_parameters_and_part1_values(loaded, path):
     assert cfg.optim_wrapper.optimizer["type"] is torch.optim.AdamW
     assert cfg.optim_wrapper.optimizer.lr == (2e-4 if stage2 else 1e-3)
     assert cfg.optim_wrapper.clip_grad.max_norm == 1
+    # no checkpoint inside an optimizer step (DeepSpeed's --resume would shift every later step)
+    assert cfg.default_hooks.checkpoint.interval == cfg.save_steps
+    assert cfg.save_steps % cfg.accumulative_counts == 0
     warmup, cosine = cfg.param_scheduler
     assert warmup.end == cosine.begin == 0.03 * cfg.max_epochs and cosine.end == cfg.max_epochs == 1
     assert cfg.env_cfg.dist_cfg.backend == "nccl"
@@ -519,3 +527,92 @@ def test_released_finetuning_config_trains_two_iterations_on_the_tiny_replicas(r
     assert math.isfinite(loss)
     assert any(k.startswith("projector.query") for k in state)  # the released projector's own names
     assert all(k.startswith("projector.") or "lora_" in k for k in state)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GPU settings that no CPU run exercises: the LLM's attention window, the DeepSpeed JSONs
+# ----------------------------------------------------------------------------------------------------------------
+def _llm_id(cfg: Config, path: Path) -> str:
+    return RELEASES[path.name][2] if path in RELEASED else cfg.llm_name_or_path
+
+
+@pytest.mark.parametrize("path", RECIPES + RELEASED, ids=_rel)
+def test_every_answer_can_see_its_media_through_the_llms_attention_window(loaded, path):
+    """Phi-3-mini-4k and Phi-3-medium-4k attend through a 2,047-token sliding window: with 1,024 visual tokens at
+    the start, tokens from position 3,070 on would see no visual token (videoccam.engine.startup_checks)."""
+    from transformers import AutoConfig
+
+    from videoccam.engine.startup_checks import check_attention_window
+
+    cfg = loaded[path]
+    values = dict(BUILTIN_ARCHITECTURES[_llm_id(cfg, path)])
+    llm_config = AutoConfig.for_model(values.pop("model_type"), **values)
+    dataset = cfg.train_dataloader.dataset
+    assert check_attention_window(llm_config, dataset.max_length, dataset.num_queries) is None
+
+
+GPU_JSONS = {CONFIG_DIR / "deepspeed/zero2_bf16.json", CONFIG_DIR / "deepspeed/zero3_bf16.json"}
+
+
+def _deepspeed_arguments(text: str) -> list[str]:
+    return re.findall(r"--deepspeed\s+([\w./-]+)", text)
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES + RELEASED if p != QLORA], ids=_rel)
+def test_gpu_recipes_run_with_the_projects_deepspeed_jsons(path):
+    """The command each recipe gives names a project JSON that sums gradients in fp32, not xtuner's
+    deepspeed_zero2 (bf16 accumulation over 2 to 16 micro-batches)."""
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    arguments = _deepspeed_arguments(header)
+    assert arguments and {ROOT / a for a in arguments} <= GPU_JSONS, arguments
+    for json_path in GPU_JSONS:
+        data = json.loads(json_path.read_text())
+        assert data["data_types"]["grad_accum_dtype"] == "fp32"
+        assert data["bf16"]["enabled"] or data["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+
+
+@pytest.mark.parametrize("doc", ["README.md", "configs/README.md", "configs/deepspeed/README.md"])
+def test_documented_gpu_commands_use_the_projects_deepspeed_jsons(doc):
+    arguments = _deepspeed_arguments((ROOT / doc).read_text())
+    assert arguments
+    assert all((ROOT / a).is_file() and a.startswith("configs/deepspeed/") for a in arguments), arguments
+    gpu = [a for a in arguments if "cpu" not in a]
+    assert all(ROOT / a in GPU_JSONS for a in gpu), gpu
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("json_name", ["zero2_bf16.json", "xtuner_deepspeed_zero2"])
+def test_the_zero2_json_sums_gradients_in_fp32_and_computes_in_bf16(tiny_models, tmp_path, json_name):
+    """The installed DeepSpeed, one process on gloo (tests/engine/deepspeed_dtype_worker.py): with
+    configs/deepspeed/zero2_bf16.json four micro-batches' gradients (0.25 and three 7.5e-4) add up in fp32 and
+    the projector and LoRA layers compute in bf16 from fp32 weights; xtuner's deepspeed_zero2 (bf16) loses the
+    small ones (ZeRO-2 ignores data_types.grad_accum_dtype), which is what this test would see of it."""
+    import importlib.util
+    import socket
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("DeepSpeed is not installed (bash tools/install.sh deepspeed)")
+    if json_name == "zero2_bf16.json":
+        path = CONFIG_DIR / "deepspeed" / json_name
+    else:  # xtuner's JSON, as its train.py resolves "auto" on a bf16 device
+        import xtuner
+
+        data = json.loads((Path(xtuner.__file__).parent / "configs/deepspeed/deepspeed_zero2.json").read_text())
+        data["fp16"]["enabled"], data["bf16"]["enabled"] = False, True
+        path = tmp_path / "deepspeed_zero2.json"
+        path.write_text(json.dumps(data))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, str(ROOT / "tests/engine/deepspeed_dtype_worker.py"), str(path),
+                          str(tiny_models), str(port)], capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    if json_name == "zero2_bf16.json":
+        assert report["accumulated_master"] == pytest.approx(0.7477455, abs=1e-6)  # 1 - (0.25 + 3 x 7.5e-4)
+        assert report["trainable"] == ["torch.float32"] and report["frozen"] == ["torch.bfloat16"]
+        assert all(dtypes == ["torch.bfloat16"] for dtypes in report["outputs"].values())
+    else:
+        assert report["accumulated_master"] == 0.75  # the three small gradients rounded away

@@ -210,6 +210,29 @@ def test_truncation_only_after_the_placeholder(make_dataset, tmp_path):
     assert "placeholder" in skipped["reason"] and "cut through the visual tokens" in skipped["reason"]
 
 
+def test_answer_token_counts_are_the_trained_labels_of_each_sample(make_dataset, tmp_path):
+    """``answer_token_counts[i]`` = labels != IGNORE_INDEX of sample i after truncation, as a 1-D integer array
+    (what TokenMeanTrainLoop counts a step's answer tokens from without loading the samples)."""
+    long_answer = "The red square appears first, then the green circle. " * 60
+    data = _write(tmp_path / "counts.jsonl", [
+        {"id": "text", "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]},
+        {"id": "long", "video": "v.mp4", "conversations": [
+            {"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": long_answer}]},
+        {"id": "two_turns", "image": "v.mp4", "conversations": [
+            {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A circle."},
+            {"from": "human", "value": "Which colour?"}, {"from": "gpt", "value": "Green."}]},
+    ])  # fmt: skip
+    (tmp_path / "v.mp4").write_bytes(b"not decoded here")
+    dataset = make_dataset(data)
+    counts = dataset.answer_token_counts
+    assert counts.ndim == 1 and counts.dtype.kind == "i" and len(counts) == len(dataset) == 3
+    expected = [sum(label != IGNORE_INDEX for label in t["labels"]) for t in dataset.tokens]
+    assert counts.tolist() == expected and all(expected)
+    assert dataset.tokens[1]["truncated"]  # counted after truncation
+    batch = videoccam_collate_fn([{"input_ids": t["input_ids"], "labels": t["labels"]} for t in dataset.tokens])
+    assert int((batch["data"]["labels"][:, 1:] != IGNORE_INDEX).sum()) == int(counts.sum())
+
+
 def test_answer_cut_away_is_an_error_not_a_silent_drop(make_dataset, built_corpus):
     with pytest.raises(RecordError, match=r"record 11 \(id='too_long'\): too long: .* remove the whole answer"):
         _only(make_dataset, built_corpus, [11])

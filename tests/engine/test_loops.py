@@ -248,3 +248,59 @@ def test_resume_at_a_step_boundary_continues_as_the_uninterrupted_run(tiny_model
     assert len(runner.logged) == 2
     for name, weight in trainable(full).items():
         torch.testing.assert_close(trainable(resumed)[name], weight, rtol=1e-5, atol=1e-6)
+
+
+class CountingDataset(torch.utils.data.Dataset):
+    """Per-sample items (loading one is counted), with the dataset's ``answer_token_counts`` unless ``counts=False``."""
+
+    def __init__(self, samples: list[dict[str, Any]], counts: bool) -> None:
+        self.samples, self.loads = samples, 0
+        if counts:
+            import numpy as np
+
+            self.answer_token_counts = np.array([sum(x != IGNORE_INDEX for x in s["labels"]) for s in samples])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        self.loads += 1
+        return self.samples[i]
+
+
+def train_per_sample(tiny_models, counts: bool, accumulation: int, iters: int) -> tuple[Any, CountingDataset, list]:
+    """12 samples of 1-14 answer tokens, batches of 2, shuffled by mmengine's sampler, ``iters`` iterations (2
+    epochs for 12: the step of iterations 4-7 spans the epoch boundary). Returns the model, the dataset and the
+    number of samples loaded when each micro-batch reached the model."""
+    from mmengine.dataset import DefaultSampler
+    from mmengine.optim import OptimWrapper
+
+    samples = [sample(10 + i, 1 + (7 * i) % 14, frames=(i % 3) or None) for i in range(12)]
+    dataset = CountingDataset(samples, counts)
+    loader = DataLoader(dataset, batch_size=2, sampler=DefaultSampler(dataset, shuffle=True, seed=0),
+                        collate_fn=collate)  # fmt: skip
+    model = build_model(tiny_models)
+    loads: list[int] = []
+    model.register_forward_pre_hook(lambda module, args: loads.append(dataset.loads))
+    params = [p for p in model.parameters() if p.requires_grad]
+    wrapper = OptimWrapper(torch.optim.SGD(params, lr=1.0), accumulative_counts=accumulation)
+    runner = StandInRunner(model, wrapper)
+    loop = configured_loop()(runner, loader, max_iters=iters)
+    wrapper.initialize_count_status(model, 0, iters)
+    loop.run()
+    return model, dataset, loads
+
+
+def test_answer_tokens_are_counted_from_the_dataset_without_loading_the_step_ahead(tiny_models):
+    """With the dataset's ``answer_token_counts`` the loop reads the sampler's next indices instead of loading the
+    step's micro-batches ahead: when a step's first micro-batch reaches the model only that batch has been loaded
+    (QLoRA accumulates 128 of them: 127 decoded videos held while the GPU waited). The weights equal those of the
+    loading read-ahead (a dataset without the counts), also across the epoch boundary, where the loop falls back
+    to reading ahead."""
+    counted, dataset, loads = train_per_sample(tiny_models, counts=True, accumulation=4, iters=12)
+    loaded, _, loads_ahead = train_per_sample(tiny_models, counts=False, accumulation=4, iters=12)
+    assert_same_update(trainable(counted), trainable(loaded), trainable(build_model(tiny_models)), rtol=1e-5)
+    # steps at iterations 0 and 8 lie inside an epoch: one batch (2 samples) loaded when they start
+    assert loads[0] == 2 and loads[8] - loads[7] == 2
+    assert loads_ahead[0] == 8 and loads_ahead[8] - loads_ahead[7] == 8  # the read-ahead loads 4 batches
+    assert dataset.loads == 24  # every sample of the two epochs, once

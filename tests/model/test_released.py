@@ -239,3 +239,50 @@ def test_loaded_adapters_are_not_doubled(released_replicas):
     cfg.model.llm_lora = dict(type=LoraConfig, r=4)
     with pytest.raises(ValueError, match="model.llm already carries PEFT adapters .* set model.llm_lora=None"):
         BUILDER.build(cfg.model)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# start-up runs no vision tower on the CPU (a GPU-only tower, e.g. flash-attention 2, is built on the CPU first)
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["v1_0", "v1_2"])
+def test_start_up_runs_no_vision_forward_on_the_cpu(released_replicas, monkeypatch, version):
+    """The released projector's call check and (v1.0) the freezing of loaded adapters that do not reach the selected
+    layer must not run SigLIP on the CPU: with ``attn_implementation="flash_attention_2"`` it cannot run there. A
+    tower whose attention refuses CPU tensors stands in for it; the model must build, with the same trainable set."""
+    reference = set(_build(version, released_replicas).trainable_parameter_names())
+    attention_classes = {type(m) for m in _build(version, released_replicas).visual_encoder.modules()
+                         if type(m).__name__.startswith("Siglip") and type(m).__name__.endswith("Attention")}
+    assert attention_classes
+
+    def cpu_refusing(forward):
+        def refuse(self, hidden_states, *args, **kwargs):
+            if hidden_states.device.type == "cpu":
+                raise RuntimeError("FlashAttention only supports CUDA tensors (stand-in)")
+            return forward(self, hidden_states, *args, **kwargs)
+
+        return refuse
+
+    for cls in attention_classes:
+        monkeypatch.setattr(cls, "forward", cpu_refusing(cls.forward))
+    model = _build(version, released_replicas)
+    assert set(model.trainable_parameter_names()) == reference
+    if version == "v1_0":  # the adapters after hidden_states[-2] are frozen, as before
+        assert not any("head" in n or "layers.1." in n for n in reference if n.startswith("visual_encoder."))
+    with pytest.raises(RuntimeError, match="stand-in"):  # the stand-in does refuse a CPU forward
+        model.visual_encoder(torch.zeros(1, 3, 64, 64))
+
+
+def test_generate_with_a_bf16_tower_and_a_released_projector_that_does_not_cast(released_replicas):
+    """``SampleAnswersHook`` asks through ``VideoCCAMModel.generate``, outside autocast: the bf16 tower's features
+    must reach the fp32 released projector in its dtype even when its own code does not cast them."""
+    cfg = Config.fromfile(str(RELEASED_CONFIGS["v1_0"]))
+    cfg.merge_from_dict(released_options(released_replicas, "v1_0"))
+    cfg.merge_from_dict({"model.visual_encoder.torch_dtype": torch.bfloat16, "model.projector.cast_inputs": False})
+    model = BUILDER.build(cfg.model).eval()
+    assert model.visual_encoder.dtype == torch.bfloat16 and next(model.projector.parameters()).dtype == torch.float32
+    assert model.projector.config.cast_inputs is False
+    pixel_values = _pixels(released_replicas["base"] / "siglip")[:3]
+    prompt = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7]])
+    tokens = model.generate(dict(input_ids=prompt, attention_mask=torch.ones_like(prompt), pixel_values=pixel_values,
+                                 num_frames=[3]), max_new_tokens=3, do_sample=False)  # fmt: skip
+    assert tokens.shape == (1, 3)

@@ -7,7 +7,7 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, SiglipVisionModel
 
-from tests.conftest import write_malicious_checkpoint
+from tests.conftest import ROOT, write_malicious_checkpoint
 from videoccam.model.hf.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from videoccam.model.hf.modeling_videoccam import encode_frames, splice_media_embeds
 from videoccam.model.videoccam_model import VideoCCAMModel
@@ -336,3 +336,77 @@ def test_bf16_storage_dtypes_are_recorded_and_exported(tiny_models):
     torch.testing.assert_close(state["queries"], model.projector.queries.detach().to(torch.bfloat16))
     # fp32 towers: nothing to upcast, nothing recorded (the projector computes in the towers' fp32)
     assert build(tiny_models, stage=2).weight_dtypes == {}
+
+
+def test_single_process_forward_where_xtuner_would_dispatch_flash_attention(tiny_models, monkeypatch):
+    """On a CUDA machine with flash-attn, xtuner's dispatch swaps the Qwen2 / Llama / Mistral attention forwards for
+    ones that call ``dist.get_rank()``; simulated here by forcing xtuner's ``SUPPORT_FLASH2``. A model built and run
+    in one process (no process group: ``tools/train.py`` without a launcher, the quickstart on one GPU) must work,
+    with transformers' own attention."""
+    import torch.distributed as dist
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
+    from xtuner.model.modules import dispatch
+
+    monkeypatch.setattr(dispatch, "SUPPORT_FLASH2", True)
+    assert not (dist.is_available() and dist.is_initialized())
+    model = build(tiny_models, stage=2)
+    loss = model(batch([2, None]), mode="loss")["loss"]  # xtuner's forwards: "process group has not been initialized"
+    assert torch.isfinite(loss)
+    loss.backward()
+    attention = [m for m in model.llm.modules() if isinstance(m, Qwen2Attention)]
+    assert attention and all(m.forward.__func__ is Qwen2Attention.forward for m in attention)
+
+
+DEEPSPEED_JSONS = {name: ROOT / f"configs/deepspeed/{name}.json" for name in ("zero2_bf16", "zero3_bf16")}
+
+
+@pytest.mark.parametrize("case", ["bf16", "autocast", "none"])
+def test_trainable_weights_take_the_dtype_deepspeed_computes_in(tiny_models, case):
+    """With a DeepSpeed config registered (as xtuner's DeepSpeedStrategy does before building the model) that
+    enables bf16, trainable weights are bf16 (DeepSpeed keeps the fp32 masters; ZeRO-3 would not cast them); with
+    the autocast JSON or without DeepSpeed they stay fp32."""
+    import json
+
+    pytest.importorskip("deepspeed")
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig
+
+    keep = None
+    if case != "none":
+        config = json.loads(DEEPSPEED_JSONS["zero2_bf16"].read_text())
+        if case == "bf16":  # xtuner's deepspeed_zero2 after its "auto" dtype: bf16
+            config.update(bf16={"enabled": True}, torch_autocast={"enabled": False})
+        config.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=1.0)
+        keep = HfDeepSpeedConfig(config)  # noqa: F841 - registered while it lives
+    model = build(tiny_models, stage=2)
+    dtypes = {p.dtype for p in model.parameters() if p.requires_grad}
+    assert dtypes == ({torch.bfloat16} if case == "bf16" else {torch.float32})
+    del keep
+
+
+@pytest.mark.slow
+def test_zero3_bf16_trainable_weights_compute_in_bf16_with_fp32_masters(tiny_models):
+    """DeepSpeed ZeRO-3 (the installed release, one process on gloo) with configs/deepspeed/zero3_bf16.json: the
+    LLM and SigLIP load inside zero.Init in bf16, and DeepSpeed does not cast the model; the projector and the
+    LoRA adapters must still compute in bf16, with fp32 master weights, and the gradients of the micro-batches
+    must add up in fp32 (tests/engine/deepspeed_dtype_worker.py)."""
+    import importlib.util
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("DeepSpeed is not installed (bash tools/install.sh deepspeed)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, str(ROOT / "tests/engine/deepspeed_dtype_worker.py"),
+                          str(DEEPSPEED_JSONS["zero3_bf16"]), str(tiny_models), str(port)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["trainable"] == report["frozen"] == ["torch.bfloat16"]
+    assert report["outputs"] == {"projector": ["torch.bfloat16"], "llm_lora": ["torch.bfloat16"],
+                                 "vision_lora": ["torch.bfloat16"]}  # fmt: skip
+    assert report["master"] == ["torch.float32"]
+    assert report["accumulated_master"] == pytest.approx(0.7477455, abs=1e-6)  # fp32 sum (bf16 sum: 0.75)

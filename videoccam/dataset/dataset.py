@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch.utils.data import Dataset
@@ -236,6 +237,9 @@ class VideoCCAMDataset(Dataset):
         self.samples: list[Sample] = []
         self.tokens: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []  # construction-time skips
+        # trained answer tokens per sample (labels != IGNORE_INDEX after truncation), indexed like the dataset:
+        # TokenMeanTrainLoop counts a step's answer tokens from it without loading the step's samples
+        self.answer_token_counts = np.zeros(0, dtype=np.int64)
         self._index(records, check_files)
 
     def _index(self, records: list[Any], check_files: bool) -> None:
@@ -246,6 +250,7 @@ class VideoCCAMDataset(Dataset):
             ValueError: if no record is usable.
         """
         name = Path(self.source).name
+        counts = []
         for index, record in enumerate(tqdm(records, desc=f"checking {name}", mininterval=2)):
             try:
                 if isinstance(record, RecordError):  # a malformed JSONL line (on_error="skip")
@@ -263,9 +268,11 @@ class VideoCCAMDataset(Dataset):
                 self.skipped.append(e.as_dict())
                 print_log(f"skipping {e}", "current", logging.WARNING)
                 continue
+            counts.append(tokens["kept_answer_tokens"])
             del tokens["num_tokens"], tokens["answer_tokens"], tokens["kept_answer_tokens"]  # keep it small
             self.samples.append(sample)
             self.tokens.append(tokens)
+        self.answer_token_counts = np.asarray(counts, dtype=np.int64)
         if not self.samples:
             raise ValueError(f"{self.source}: no usable record ({len(self.skipped)} skipped)")
         if self.skipped:

@@ -5,6 +5,10 @@ Safetensors shards of the merged model (:func:`videoccam.export.hf_model.build_h
 ``<image>``/``<video>`` tokens and a chat template that reproduces training's prompt ids
 (:func:`videoccam.export.tokenizer.prepare_tokenizer`), ``preprocessor_config.json`` and
 ``generation_config.json`` whose EOS ids are the template's stop words.
+
+:func:`write_hf_folder` and :func:`write_safetensors` need only torch, transformers, safetensors and the package's
+self-contained model files (``tools/gpu_check.py`` writes its exports with them where mmengine and xtuner are not
+installed); :func:`save_hf_folder`, which reads an mmengine config, imports the training stack when called.
 """
 
 from __future__ import annotations
@@ -16,14 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from mmengine.logging import print_log
 from torch import nn
 from tqdm import tqdm
 
-from videoccam.config import build_image_processor, build_tokenizer, template_from_cfg
-from videoccam.export.hf_model import build_hf_model, check_not_meta
 from videoccam.export.remote_code import copy_code
-from videoccam.export.tokenizer import prepare_tokenizer
 from videoccam.model.hf.modeling_videoccam import VideoCCAMForCausalLM
 
 if TYPE_CHECKING:  # annotations only (no import cycle with the training model)
@@ -171,6 +171,12 @@ def save_hf_folder(
         ValueError: if base weights are on the meta device (``xtuner convert pth_to_hf``): use
             ``tools/convert_to_hf.py``; or for unsupported ``save_pretrained_kwargs``.
     """
+    from mmengine.logging import print_log
+
+    from videoccam.config import build_image_processor, build_tokenizer, template_from_cfg
+    from videoccam.export.hf_model import build_hf_model, check_not_meta
+    from videoccam.export.tokenizer import prepare_tokenizer
+
     kwargs = dict(save_pretrained_kwargs or {})
     max_shard_size = kwargs.pop("max_shard_size", None) or DEFAULT_MAX_SHARD_SIZE
     kwargs.pop("safe_serialization", None)

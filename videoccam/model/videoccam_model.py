@@ -15,7 +15,10 @@ checkpoints, ``to_hf`` for ``xtuner convert pth_to_hf``) with the differences Vi
 * LoRA on a non-quantised LLM does not go through ``prepare_model_for_kbit_training`` (which would upcast a
   bf16 LLM to fp32); it is used only when the LLM is loaded in 4/8 bit;
 * trainable weights (projector, LoRA adapters, unfrozen towers) are fp32 even when the towers are bf16:
-  without DeepSpeed nothing keeps fp32 master copies (:meth:`VideoCCAMModel._keep_trainable_in_fp32`);
+  without DeepSpeed nothing keeps fp32 master copies; under a DeepSpeed config with bf16 / fp16 enabled they are
+  in that dtype instead, since DeepSpeed keeps the fp32 masters (:meth:`VideoCCAMModel._set_trainable_dtypes`);
+* the LLM's attention is transformers' own (``attn_implementation``): xtuner's ``dispatch_modules`` is not called,
+  as its flash-attn forwards need a process group even in a single process;
 * ``data["visual_features"]`` (a stage-1 feature cache, ``videoccam.dataset.feature_cache``) replaces the
   vision tower's output for the batch;
 * ``pixel_values`` may be uint8 (resized frames from the dataset, with their ``pixel_affine``): they are
@@ -40,7 +43,6 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from peft import get_peft_model, prepare_model_for_kbit_training
 from torch import nn
-from xtuner.model.modules import dispatch_modules
 from xtuner.model.utils import LoadWoInit, find_all_linear_names
 from xtuner.registry import BUILDER
 
@@ -70,6 +72,26 @@ def normalize_pixels(pixel_values: torch.Tensor, affine: torch.Tensor | None) ->
     affine = affine.to(device=pixel_values.device, dtype=torch.float32)
     out = pixel_values.to(torch.float32)
     return out.mul_(affine[0].view(1, 3, 1, 1)).add_(affine[1].view(1, 3, 1, 1))
+
+
+def deepspeed_compute_dtype() -> torch.dtype | None:
+    """bf16 / fp16 when a DeepSpeed config with that mode enabled is registered for this process, else None.
+
+    xtuner's ``DeepSpeedStrategy`` registers its config (transformers' ``HfDeepSpeedConfig``, which also makes
+    ``from_pretrained`` build under ``zero.Init`` for ZeRO-3) before it builds the model, so the model can see
+    here what DeepSpeed will train in. None without DeepSpeed, and for fp32 or ``torch_autocast`` configs
+    (``configs/deepspeed/zero2_bf16.json``: fp32 weights, bf16 compute under autocast).
+    """
+    try:
+        from transformers.integrations.deepspeed import deepspeed_config
+    except ImportError:  # a transformers without the integration: no DeepSpeed config can be registered
+        return None
+    config = deepspeed_config() or {}
+    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        section = config.get(key)
+        if isinstance(section, Mapping) and section.get("enabled") is True:
+            return dtype
+    return None
 
 
 def _build(cfg_or_module: Any) -> Any:
@@ -159,7 +181,10 @@ class VideoCCAMModel(BaseModel):
             self.llm = _build(llm)
             self.visual_encoder = _build(visual_encoder)
         self.llm.config.use_cache = False
-        dispatch_modules(self.llm)
+        # No xtuner dispatch_modules: where flash-attn is installed it swaps the LLM's attention forwards for
+        # xtuner's varlen / sequence-parallel versions, which call dist.get_rank() on every step and so kill a
+        # single-process run ("Default process group has not been initialized"). This model uses neither: the
+        # attention is transformers' own, chosen by the builder's attn_implementation (sdpa, flash_attention_2).
         self.freeze_llm = freeze_llm
         self.freeze_visual_encoder = freeze_visual_encoder
         self.visual_select_layer = visual_select_layer
@@ -189,7 +214,7 @@ class VideoCCAMModel(BaseModel):
                 self.visual_encoder, visual_encoder_lora, False, used_layers=self._used_vision_layers()
             )
         # before pretrained_pth, so fp32 weights of an earlier stage are loaded without rounding
-        self.weight_dtypes = self._keep_trainable_in_fp32(projector_dtype=vision_dtype)
+        self.weight_dtypes = self._set_trainable_dtypes(projector_dtype=vision_dtype)
         if use_activation_checkpointing:
             self.activation_checkpointing_enable()
         if pretrained_pth is not None:
@@ -227,29 +252,30 @@ class VideoCCAMModel(BaseModel):
                 f"projector cross_hidden_size={module.config.cross_hidden_size} / output_size="
                 f"{module.config.output_size} do not match the vision width {vision_width} / LLM width {llm_width}"
             )
-        return module  # its dtype is set by _keep_trainable_in_fp32
-
-    def _dummy_frame(self) -> torch.Tensor:
-        size = self.visual_encoder.config.image_size
-        weight = next(self.visual_encoder.parameters())
-        return torch.zeros(1, 3, size, size, dtype=weight.dtype, device=weight.device)
+        return module  # its dtype is set by _set_trainable_dtypes
 
     def _check_projector_call(self, projector: nn.Module, llm_width: int) -> int | None:
         """A projector of another code base must map ``projector(features [f, p, d_v], [f])`` to ``[1, q, d_l]``.
 
-        That is how upstream Video-CCAM calls its projector (design.md section 8); one dummy frame checks it here,
-        before training, with a message that names the shapes. Skipped for weights partitioned by ZeRO-3.
+        That is how upstream Video-CCAM calls its projector (design.md section 8); one frame of zero features
+        (shaped as the vision tower's config says: ``(image_size / patch_size)^2`` tokens of its width) checks it
+        here, before training, with a message that names the shapes. The vision tower is not run: at this point
+        it sits on the CPU, where e.g. a flash-attention tower cannot run. Skipped for weights partitioned by
+        ZeRO-3.
 
         Returns:
             q, the visual tokens per item (None when skipped).
         """
-        if any(hasattr(p, "ds_id") or p.is_meta for p in [*self.visual_encoder.parameters(), *projector.parameters()]):
+        if any(hasattr(p, "ds_id") or p.is_meta for p in projector.parameters()):
             return None
+        vision = self.visual_encoder.config
+        image_size, patch_size = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+        patches = (image_size // patch_size) ** 2 if image_size and patch_size else 1
+        param = next(projector.parameters())
+        features = torch.zeros(1, patches, vision.hidden_size, dtype=param.dtype, device=param.device)
         with torch.no_grad():
-            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
-            param = next(projector.parameters())
             try:
-                out = projector(features.to(param.device, param.dtype), [1])
+                out = projector(features, [1])
             except Exception as e:  # noqa: BLE001 - any failure of foreign code: say how it was called
                 raise ValueError(
                     f"the projector {type(projector).__name__} failed when called as projector(features, "
@@ -268,31 +294,49 @@ class VideoCCAMModel(BaseModel):
         """Freeze loaded vision-tower adapters whose output never reaches ``hidden_states[visual_select_layer]``.
 
         A released SigLIP adapter covers every layer (and the pooling head); the layers after the selected one
-        get no gradient, which DDP rejects as unused parameters. One dummy frame's backward finds them.
+        get no gradient, which DDP rejects as unused parameters. One frame's forward and backward, traced on the
+        ``meta`` device (:func:`torch.func.functional_call` with meta copies of the weights: shapes only, no
+        memory, no kernels), finds them: the tower itself stays where it is (on the CPU at this point) and never
+        runs there, so a tower built for the GPU (flash-attention 2) starts up too.
+
+        Raises:
+            RuntimeError: if the tower cannot be traced on the meta device (an attention kernel without a meta
+                implementation, e.g. flash-attn older than 2.6): load it with ``attn_implementation="sdpa"``.
         """
-        trainable = [p for p in self.visual_encoder.parameters() if p.requires_grad]
-        if not trainable or any(hasattr(p, "ds_id") or p.is_meta for p in trainable):
+        tower = self.visual_encoder
+        trainable = [name for name, p in tower.named_parameters() if p.requires_grad]
+        if not trainable or any(hasattr(p, "ds_id") or p.is_meta for p in tower.parameters()):
             return
-        grads = [p.grad for p in trainable]
-        for p in trainable:
-            p.grad = None
-        with torch.enable_grad():
-            features = encode_frames(self.visual_encoder, self._dummy_frame(), self.visual_select_layer, 1)
-            features.float().sum().backward()
-        unused = [p for p in trainable if p.grad is None]
-        for p, grad in zip(trainable, grads):
-            if p.grad is None:
-                p.requires_grad_(False)
-            p.grad = grad
+        meta = {name: torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+                for name, p in tower.named_parameters()}  # fmt: skip
+        meta.update((name, torch.empty_like(b, device="meta")) for name, b in tower.named_buffers())
+        size = tower.config.image_size
+        frame = torch.zeros(1, 3, size, size, dtype=next(tower.parameters()).dtype, device="meta")
+        try:
+            with torch.enable_grad():
+                out = torch.func.functional_call(tower, meta, (frame,), {"output_hidden_states": True})
+                features = out.hidden_states[self.visual_select_layer]
+                grads = torch.autograd.grad(features.float().sum(), [meta[n] for n in trainable], allow_unused=True)
+        except Exception as e:  # noqa: BLE001 - foreign kernels: say what to change
+            raise RuntimeError(
+                f"could not trace the vision tower {type(tower).__name__} on the meta device to find which of its "
+                f"loaded adapters reach hidden_states[{self.visual_select_layer}] ({type(e).__name__}: {e}); load it "
+                "with attn_implementation='sdpa' (model.visual_encoder.attn_implementation=sdpa)"
+            ) from e
+        unused = [name for name, grad in zip(trainable, grads) if grad is None]
+        params = dict(tower.named_parameters())
+        for name in unused:
+            params[name].requires_grad_(False)
         if unused:
             print_log(f"visual encoder: froze {len(unused)} loaded adapter tensors whose output does not reach "
                       f"hidden_states[{self.visual_select_layer}]", "current")  # fmt: skip
 
-    def _keep_trainable_in_fp32(self, projector_dtype: torch.dtype) -> dict[str, torch.dtype]:
-        """Keep every trainable weight in float32 when its tower is bf16/fp16; returns {name: its storage dtype}.
+    def _set_trainable_dtypes(self, projector_dtype: torch.dtype) -> dict[str, torch.dtype]:
+        """Put every trainable weight in the dtype it trains in; returns {name: its storage dtype as loaded}.
 
-        AdamW updates of a bf16 weight are rounded to bf16 in place: an update smaller than half a bf16 step
-        (2**-9 relative; lr 2e-5 on a LayerNorm weight of 1.0) is lost, every step. mmengine's
+        Without DeepSpeed (or with an fp32 / autocast DeepSpeed config) trainable weights are float32 when their
+        tower is bf16/fp16: AdamW updates of a bf16 weight are rounded to bf16 in place, so an update smaller than
+        half a bf16 step (2**-9 relative; lr 2e-5 on a LayerNorm weight of 1.0) is lost, every step. mmengine's
         ``AmpOptimWrapper`` keeps no master copy (it only autocasts the forward pass) and neither does a plain
         ``OptimWrapper``, so the trainable weights themselves are fp32, as torch AMP expects (fp32 parameters,
         low-precision compute under autocast). Frozen weights stay as loaded. LoRA adapters are fp32 already
@@ -300,15 +344,22 @@ class VideoCCAMModel(BaseModel):
         their inputs (the projector to its own dtype, the splice to the LLM embeddings' dtype, peft's LoRA
         layers to the adapter's dtype), so the forward runs with and without autocast.
 
+        Under a DeepSpeed config with ``bf16`` (or ``fp16``) enabled (:func:`deepspeed_compute_dtype`), DeepSpeed
+        keeps fp32 master copies in its optimizer and there is no autocast: the trainable weights are stored in
+        that dtype, so the projector and the LoRA adapters compute in it. ZeRO-1/2 would cast them itself, but
+        ZeRO-3 does not cast a model whose weights were built under ``zero.Init`` (measured with deepspeed
+        0.19.6: fp32 projector and LoRA matrix products otherwise); weights already partitioned (``ds_id``) are
+        left to DeepSpeed.
+
         The returned storage dtypes are what the weights were loaded in (for the projector: ``projector_dtype``,
-        the vision tower's); exports round the fp32 weights back to them unless another dtype is asked for
-        (``export.loaded_dtype_state``). DeepSpeed with bf16 casts the whole module to bf16 again and keeps
-        its own fp32 master copies; weights it has partitioned (ZeRO-3, ``ds_id``) are left to it.
+        the vision tower's); exports round the trained weights back to them unless another dtype is asked for
+        (``export.loaded_dtype_state``).
         """
         low_precision = (torch.bfloat16, torch.float16)
+        train_dtype = deepspeed_compute_dtype() or torch.float32
         storage: dict[str, torch.dtype] = {}
         if projector_dtype in low_precision:
-            self.projector.to(torch.float32)
+            self.projector.to(train_dtype)
             storage.update((f"projector.{n}", projector_dtype) for n, _ in self.projector.named_parameters())
         else:
             self.projector.to(projector_dtype)  # an fp32 (or fp64) vision tower: the projector computes in it
@@ -316,9 +367,10 @@ class VideoCCAMModel(BaseModel):
         for name, param in self.named_parameters(remove_duplicate=False):
             if not param.requires_grad or hasattr(param, "ds_id") or name in storage:
                 continue
-            if id(param) not in loaded and param.dtype in low_precision:
-                loaded[id(param)] = param.dtype
-                param.data = param.data.float()
+            if id(param) not in loaded and param.is_floating_point() and param.dtype != train_dtype:
+                if param.dtype in low_precision or train_dtype in low_precision:
+                    loaded[id(param)] = param.dtype
+                    param.data = param.data.to(train_dtype)
             if id(param) in loaded:
                 storage[name] = loaded[id(param)]
         return storage
@@ -501,6 +553,9 @@ class VideoCCAMModel(BaseModel):
         for _ in range(padding_calls):
             padding = encode_frames(self.visual_encoder, dummy_frame(), self.visual_select_layer, 1)
             zero_terms.append(padding.sum() * 0.0)
+        # in the projector's dtype: bf16 features of a bf16 tower meet the fp32 projector outside autocast
+        # (generate, SampleAnswersHook), and a released projector's own code need not cast them itself
+        features = features.to(next(self.projector.parameters()).dtype)
         if pixel_values is not None or cached is not None:
             media = self.projector(features, list(data["num_frames"]))
         else:

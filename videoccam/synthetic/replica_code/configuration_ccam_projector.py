@@ -2,7 +2,9 @@
 
 The field names are the ones the released v1.2 ``projector_config`` shows (design.md section 8: ``num_query``,
 ``num_key_value_heads``, ``cross_hidden_size``, ``hidden_act``, ``mlp_bias``, ...), not the project's
-``CCAMProjectorConfig`` names. ``model_type`` is deliberately the same string as the project's own projector
+``CCAMProjectorConfig`` names. ``cast_inputs=False`` gives the variant
+that does not cast its input features to its own dtype (a bf16 SigLIP's features then meet fp32 weights unless the
+caller casts them). ``model_type`` is deliberately the same string as the project's own projector
 config, so a loader that trusted ``model_type`` instead of the folder's code would pick the wrong class.
 
 Self-contained: imports only transformers (copied beside the weights, loaded with ``trust_remote_code``).
@@ -30,6 +32,7 @@ class CCAMConfig(PretrainedConfig):
         layer_norm_eps=1e-5,
         output_size=64,
         initializer_range=0.02,
+        cast_inputs=True,
         **kwargs,
     ):
         self.num_query = num_query
@@ -46,4 +49,6 @@ class CCAMConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.output_size = output_size
         self.initializer_range = initializer_range
+        # False: forward() uses the features in the dtype they come in (a released projector may not cast them)
+        self.cast_inputs = cast_inputs
         super().__init__(**kwargs)

@@ -102,5 +102,6 @@ class CCAMModel(PreTrainedModel):
         return self.head(self.ln_out(x))
 
     def forward(self, x, split_sizes):
-        x = x.to(self.query.dtype)
+        if self.config.cast_inputs:
+            x = x.to(self.query.dtype)
         return torch.cat([self._one_video(frames) for frames in x.split(list(split_sizes))])
