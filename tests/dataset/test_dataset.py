@@ -137,7 +137,7 @@ def test_frame_folder_and_gif_load_through_the_dataset(make_dataset, tmp_path):
         {"id": "text", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
     ])  # fmt: skip
     dataset = make_dataset(data, num_frames=16)
-    assert [s.kind for s in dataset.samples] == ["video", "video", "image", "text"]
+    assert [dataset.sample(i).kind for i in range(len(dataset))] == ["video", "video", "image", "text"]
     folder_item, gif_item, image_item, text_item = (dataset[i] for i in range(4))
     assert folder_item["pixel_values"].shape == (3, 3, 64, 64)  # resized to the tiny SigLIP's 64x64
     assert _colours(folder_item["pixel_values"]) == [RED, GREEN, BLUE]
@@ -154,7 +154,8 @@ def test_batched_preprocessing_matches_the_image_processor(make_dataset, built_c
     fast = make_dataset(built_corpus / "corpus.jsonl", on_error="skip")
     slow = make_dataset(built_corpus / "corpus.jsonl", on_error="skip", fast_image_processing=False)
     assert fast.batch_processor is not None and slow.batch_processor is None
-    for i, sample in enumerate(fast.samples):
+    for i in range(len(fast)):
+        sample = fast.sample(i)
         if sample.kind == "text" or sample.index in corpus.BAD:
             continue
         item = fast[i]
@@ -199,8 +200,8 @@ def test_truncation_only_after_the_placeholder(make_dataset, tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"not decoded here")
     dataset = make_dataset(data, on_error="skip")
     assert len(dataset) == 1
-    tokens = dataset.tokens[0]
-    assert tokens["truncated"]
+    tokens = dataset.tokens(0)
+    assert dataset.indexes[0].column("truncated").tolist() == [True]
     assert len(tokens["input_ids"]) == MAX_LENGTH - NUM_QUERIES + 1  # the text budget, exactly
     assert dataset.modality_length[0] == MAX_LENGTH  # text + visual tokens fill the context
     assert tokens["input_ids"].count(IMAGE_TOKEN_INDEX) == 1
@@ -246,7 +247,7 @@ def test_on_error_skip_drops_exactly_the_bad_records(make_dataset, built_corpus)
     for entry in dataset.skipped:
         category, words = corpus.BAD[entry["index"]]
         assert entry["category"] == category and words in entry["reason"], entry
-    kept = [s.index for s in dataset.samples]
+    kept = [dataset.sample(i).index for i in range(len(dataset))]
     assert kept == sorted(set(range(corpus.NUM_RECORDS)) - set(corpus.BUILD_TIME))
     items = [dataset[i] for i in range(len(dataset))]
     markers = {item["skipped"]["index"]: item["skipped"] for item in items if "skipped" in item}
@@ -300,7 +301,7 @@ def test_malformed_files_name_file_and_line(make_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"bad.jsonl: line 3 is not valid JSON"):
         make_dataset(jsonl)
     dataset = make_dataset(jsonl, on_error="skip")  # the malformed line is one skipped record
-    assert [s.index for s in dataset.samples] == [0, 2]
+    assert [dataset.sample(i).index for i in range(len(dataset))] == [0, 2]
     assert dataset.skipped[0]["index"] == 1 and dataset.skipped[0]["category"] == "json"
     assert "line 3 is not valid JSON" in dataset.skipped[0]["reason"]
     as_list = tmp_path / "bad.json"
