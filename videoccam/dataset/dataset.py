@@ -282,6 +282,11 @@ class VideoCCAMDataset(Dataset):
         return self._length.tolist()
 
     @property
+    def num_media(self) -> np.ndarray:
+        """Images and videos per sample (1-D int16, indexed like the dataset)."""
+        return self._num_media
+
+    @property
     def skipped(self) -> list[dict[str, Any]]:
         """The records left out while indexing (``on_error="skip"`` sources), each naming its data file."""
         return [e for k, index in enumerate(self.indexes) if self.sources[self._index_source[k]].on_error == "skip"
