@@ -79,10 +79,11 @@ def _check_arguments(
 
 
 def _sources(data_path: Any, data_root: Any, data_sources: Any, on_error: str) -> list[DataSource]:
-    if data_sources is not None and data_path is not None:
+    if data_sources is not None and (data_path is not None or data_root is not None):
         raise ValueError(
-            "give data_path (one data file) or data_sources (a mixture), not both; with data_sources set "
-            "data_path=None (the stage-2 recipes do so when their data_sources is not None)"
+            "give data_path / data_root (one data file) or data_sources (a mixture, each source with its own "
+            "data_root), not both; with data_sources set data_path=None and data_root=None (the stage-2 recipes "
+            "do so when their data_sources is not None)"
         )
     if data_sources is not None:
         if isinstance(data_sources, (str, Mapping)) or not data_sources:
