@@ -13,11 +13,12 @@ in a fresh process:
 * **cached start**: construction when the index exists (wall, CPU), and the **rank's memory growth**: RSS after
   construction and after taking ``modality_length`` (what the length-grouped sampler holds), minus RSS before
   (torch, transformers, datasets and the tokenizer already loaded);
-* **workers**: one full pass of a 2-worker DataLoader (batch 32, the training collate) over the dataset with media
-  decoding replaced by a constant 1-frame clip (decoding is not the subject, and would take days at 1M), and
-  each worker's **USS growth** between its first and its last batch; ``index pages`` is the part of it that is
-  the memory-mapped index read by that worker alone (clean page-cache pages, shared with any other process
-  mapping them and dropped by the kernel under pressure), the rest is private memory;
+* **workers**: one full pass of a 2-worker DataLoader (batch 32, shuffled, the training collate) over the dataset
+  with media decoding replaced by a constant 1-frame clip (decoding is not the subject, and would take days at
+  1M), and each worker's **USS growth** between its first and its last batch; ``index pages`` is the part of it
+  that is the memory-mapped index read by that worker alone (clean page-cache pages, dropped by the kernel under
+  pressure; pages both workers read count in neither's USS), the rest is private memory. PSS and RSS growth are
+  in the JSON;
 * the same construction, memory and pass for the **in-memory** dataset (every record parsed and tokenised at
   construction, kept as Python objects: the dataset before the index; :class:`InMemoryDataset`) at the sizes of
   ``--in-memory-sizes``.
@@ -179,7 +180,7 @@ def make_records(path: Path, n: int, media: dict[str, list[str]], seed: int = 0)
     with open(tmp, "w", encoding="utf-8") as f:
         for first in range(0, n, 10_000):
             count = min(10_000, n - first)
-            question, answer = rng.integers(0, len(words), (count, 22)), rng.integers(0, len(words), (count, 100))
+            question, answer = rng.integers(0, len(words), (count, 18)), rng.integers(0, len(words), (count, 80))
             lines = []
             for k in range(count):
                 i = first + k
@@ -214,22 +215,22 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _uss(pid: int, index_dir: str | None = None) -> tuple[int, int]:
-    """(USS, the part of it in mappings of files under ``index_dir``) of a process, in bytes."""
+def _memory(pid: int, index_dir: str | None = None) -> dict[str, int]:
+    """RSS, PSS, USS and the part of the USS in mappings of files under ``index_dir`` of a process, in bytes."""
     import psutil
 
-    uss = psutil.Process(pid).memory_full_info().uss
+    info = psutil.Process(pid).memory_full_info()
     mapped = 0
     if index_dir:
         inside = False
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:
                 fields = line.split()
-                if fields and "-" in fields[0] and len(fields[0]) > 8 and not fields[0].endswith(":"):
+                if fields and "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
                     inside = len(fields) >= 6 and fields[5].startswith(index_dir)
                 elif inside and fields and fields[0] in ("Private_Clean:", "Private_Dirty:"):
                     mapped += int(fields[1]) * 1024
-    return uss, mapped
+    return {"rss": info.rss, "pss": info.pss, "uss": info.uss, "index_pages": mapped}
 
 
 def _parts(models: Path) -> dict[str, Any]:
@@ -258,30 +259,31 @@ def _no_decode(dataset_class: type) -> type:
 
 
 def _pass(dataset: Any, index_dir: str | None) -> dict[str, Any]:
-    """One full pass of a 2-worker DataLoader; each worker's USS at its first and after the last batch."""
+    """One full pass of a 2-worker DataLoader in a seeded random order, as training reads; each worker's memory
+    after its first batch and after the last batch."""
     import torch
 
     from videoccam.dataset.collate import videoccam_collate_fn
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=32, num_workers=2, collate_fn=videoccam_collate_fn)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, num_workers=2, collate_fn=videoccam_collate_fn,
+                                         shuffle=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
     start, cpu = time.perf_counter(), time.process_time()
     iterator = iter(loader)
     next(iterator)
     pids = [w.pid for w in iterator._workers]
-    first = [_uss(pid, index_dir) for pid in pids]
+    first = [_memory(pid, index_dir) for pid in pids]
     batches = 1
     for _ in range(len(loader) - 1):
         next(iterator)
         batches += 1
-    last = [_uss(pid, index_dir) for pid in pids]
+    last = [_memory(pid, index_dir) for pid in pids]
     seconds = time.perf_counter() - start
     del iterator
-    return {
-        "batches": batches, "seconds": seconds, "main_cpu_s": time.process_time() - cpu,
-        "uss_first_mib": [u / MIB for u, _ in first], "uss_last_mib": [u / MIB for u, _ in last],
-        "uss_growth_mib": [(b - a) / MIB for (a, _), (b, _) in zip(first, last)],
-        "index_pages_growth_mib": [(b - a) / MIB for (_, a), (_, b) in zip(first, last)],
-    }  # fmt: skip
+    out: dict[str, Any] = {"batches": batches, "seconds": seconds, "main_cpu_s": time.process_time() - cpu,
+                           "uss_first_mib": [m["uss"] / MIB for m in first]}  # fmt: skip
+    for key in ("uss", "pss", "rss", "index_pages"):
+        out[f"{key}_growth_mib"] = [(b[key] - a[key]) / MIB for a, b in zip(first, last)]
+    return out
 
 
 def child_build(args: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +369,7 @@ def _run_child(kind: str, args: dict[str, Any]) -> dict[str, Any]:
 # Report
 # ----------------------------------------------------------------------------------------------------------------
 def _mib(values: Sequence[float]) -> str:
-    return " / ".join(f"{v:.0f}" for v in values)
+    return " / ".join(str(round(v)) for v in values)
 
 
 def report(results: dict[int, dict[str, Any]]) -> str:

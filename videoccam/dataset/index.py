@@ -543,8 +543,11 @@ def _map_units(units: list[_Unit], settings: IndexSettings, workers: int) -> Ite
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # forkserver: a training process may hold threads (tokenizers, tqdm, NCCL) that fork does not copy safely
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    # fork, as DataLoader workers and datasets.map(num_proc) start: no re-import of the main module (which a
+    # script without a __main__ guard would run again, waiting for the lock this process holds) and no pickled
+    # tokenizer. The workers use no thread pool the parent may hold (the Rust tokenizers turn theirs off in a
+    # forked child; torch is not used).
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=multiprocessing.get_context(method),
                                initializer=_init_worker, initargs=(settings,))  # fmt: skip
     try:

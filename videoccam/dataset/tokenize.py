@@ -63,9 +63,17 @@ def apply_template(conversation: Sequence[Mapping[str, str]], template: Mapping[
 
 
 def _encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """``[tokenizer.encode(t, add_special_tokens=False) for t in texts]``, in one batched call."""
+    """``[tokenizer.encode(t, add_special_tokens=False) for t in texts]``, in one batched call.
+
+    A fast tokenizer whose Rust tokenizer neither truncates nor pads is called directly (what
+    ``PreTrainedTokenizerFast`` does inside, without building its per-text Python objects: ~15% of the time).
+    """
     if not texts:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (backend is not None and backend.truncation is None and backend.padding is None
+            and bool(getattr(tokenizer, "split_special_tokens", False)) == bool(backend.encode_special_tokens)):
+        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
 
 
@@ -149,10 +157,14 @@ def _fit(
         return fail(f"max_length={max_length} leaves no room for text after {n_media} x {num_queries} visual tokens")
     num_tokens = len(ids) + n_media * (num_queries - 1)
     answer_tokens = sum(end - start for start, end in spans)
-    kept_spans = [(start, min(end, budget)) for start, end in spans if start < budget]
-    kept = sum(end - start for start, end in kept_spans)
-    input_ids = ids[:budget]
-    if input_ids.count(IMAGE_TOKEN_INDEX) != n_media:
+    truncated = len(ids) > budget
+    if truncated:
+        spans = [(start, min(end, budget)) for start, end in spans if start < budget]
+        input_ids = ids[:budget]
+    else:
+        input_ids = ids
+    kept = sum(end - start for start, end in spans) if truncated else answer_tokens
+    if truncated and input_ids.count(IMAGE_TOKEN_INDEX) != n_media:
         return fail(
             f"too long: {num_tokens} LLM tokens > max_length={max_length}, and a media placeholder sits beyond "
             f"the text budget of {budget} tokens, so truncation would cut through the visual tokens; shorten the "
@@ -168,8 +180,8 @@ def _fit(
         )
     return {
         "input_ids": input_ids,
-        "spans": kept_spans,
-        "truncated": len(ids) > budget,
+        "spans": spans,
+        "truncated": truncated,
         "num_tokens": num_tokens,
         "answer_tokens": answer_tokens,
         "kept_answer_tokens": kept,
