@@ -278,3 +278,44 @@ def test_a_rank_other_than_local_rank_0_waits_for_its_index(tmp_path, big_file, 
     first, second = _result(builder), _result(waiter)
     assert first["built"] and not second["built"] and first["path"] == second["path"]
     assert first["rows"] == second["rows"] == 6000
+
+
+TORCHRUN_RANK = r"""
+import hashlib, json, os, sys
+from pathlib import Path
+from transformers import AutoTokenizer, SiglipImageProcessor
+from xtuner.utils import PROMPT_TEMPLATE
+from videoccam.dataset import index as m
+from videoccam.dataset.dataset import VideoCCAMDataset
+data, models, index_dir, out = sys.argv[1:5]
+built = []
+original = m.build_indexes
+m.build_indexes = lambda *a, **k: (built.append(True), original(*a, **k))
+dataset = VideoCCAMDataset(data, AutoTokenizer.from_pretrained(f"{models}/qwen2"),
+                           SiglipImageProcessor.from_pretrained(f"{models}/siglip"), PROMPT_TEMPLATE.qwen_chat,
+                           num_queries=8, max_length=128, num_frames=4, index_dir=index_dir, progress=False)
+digest = hashlib.sha256(json.dumps([dataset.tokens(i) for i in range(len(dataset))]).encode()).hexdigest()
+Path(out, f"rank{os.environ['RANK']}.json").write_text(json.dumps(
+    {"local_rank": os.environ["LOCAL_RANK"], "built": bool(built), "samples": len(dataset), "digest": digest,
+     "index": str(dataset.indexes[0].path)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_two_rank_torchrun_start_builds_once_and_both_ranks_read_the_same_records(tmp_path, big_file, tiny_models):
+    import socket
+
+    script, out = tmp_path / "rank.py", tmp_path / "out"
+    script.write_text(TORCHRUN_RANK)
+    out.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                    str(script), str(big_file), str(tiny_models), str(tmp_path / "idx"), str(out)],
+                   env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["built"] for r in ranks] == [True, False]  # local rank 0 built it, rank 1 waited and opened it
+    assert ranks[0]["samples"] == ranks[1]["samples"] == 6000
+    assert ranks[0]["digest"] == ranks[1]["digest"] and ranks[0]["index"] == ranks[1]["index"]
