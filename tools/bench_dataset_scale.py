@@ -294,13 +294,18 @@ def child_build(args: dict[str, Any]) -> dict[str, Any]:
     for workers in (1, 2):
         index_dir = Path(args["index_dir"] + f"_{workers}")
         shutil.rmtree(index_dir, ignore_errors=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         dataset = VideoCCAMDataset(args["data"], **parts, num_frames=16, index_dir=str(index_dir),
                                    index_workers=workers, progress=False)  # fmt: skip
-        seconds = time.perf_counter() - start
+        seconds, own_cpu = time.perf_counter() - start, time.process_time() - cpu
         meta = dataset.indexes[0].meta
-        out[f"build_{workers}"] = {"seconds": seconds, "cpu_s": meta["build_cpu_seconds"],
-                                   "build_seconds": meta["build_seconds"], "rows": len(dataset)}  # fmt: skip
+        worker_cpu = meta["build_worker_cpu_seconds"]
+        out[f"build_{workers}"] = {
+            "seconds": seconds, "cpu_s": own_cpu + sum(worker_cpu), "own_cpu_s": own_cpu, "worker_cpu_s": worker_cpu,
+            # the wall time on idle cores if the workers overlap perfectly: this process plus the busiest worker
+            "critical_path_cpu_s": own_cpu + max(worker_cpu, default=0.0),
+            "build_seconds": meta["build_seconds"], "rows": len(dataset),
+        }  # fmt: skip
         if workers == 2:
             os.replace(index_dir, args["index_dir"])  # the cached start opens this one
         else:
@@ -393,11 +398,18 @@ def report(results: dict[int, dict[str, Any]]) -> str:
                 f"{m['growth_with_lengths_mib']:8.0f}     {_mib(m['pass']['uss_growth_mib']):>9}{'':22}"
                 f"{m['pass']['seconds']:6.1f}"
             )
+    lines.append("build CPU with 2 processes: this process + each worker; critical path (this process + the busiest "
+                 "worker: the wall time on 2 idle cores):")  # fmt: skip
+    for n, r in sorted(results.items()):
+        b2 = r["build"]["build_2"]
+        lines.append(f"{n:>9,}  {b2['own_cpu_s']:.1f} + {' + '.join(f'{t:.1f}' for t in b2['worker_cpu_s']) or '0'} s; "
+                     f"critical path {b2['critical_path_cpu_s']:.1f} s")  # fmt: skip
     largest = results[max(results)]
     c, b2 = largest["cached"], largest["build"]["build_2"]
     checks = [
         ("cached start", c["start_s"], TARGETS["cached_start_s"], "s"),
         ("build with 2 processes", b2["seconds"], TARGETS["build_2_s"], "s"),
+        ("build with 2 processes, critical path CPU", b2["critical_path_cpu_s"], TARGETS["build_2_s"], "s"),
         ("rank memory growth", c["growth_with_lengths_mib"], TARGETS["rank_growth_mib"], "MiB"),
         ("worker USS growth", max(c["pass"]["uss_growth_mib"]), TARGETS["worker_uss_growth_mib"], "MiB"),
         ("worker USS growth without index pages",

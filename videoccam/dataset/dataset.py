@@ -132,7 +132,7 @@ class VideoCCAMDataset(Dataset):
         mixture_seed: seed of the subsets that fractional amounts take (the same on every rank and run).
         index_dir: where the tokenised indexes live (default ``$VIDEOCCAM_INDEX_DIR`` or
             ``~/.cache/videoccam/index``).
-        index_workers: processes that build a missing index (default: the CPU count, at most 16).
+        index_workers: processes that build a missing index (default: the usable CPUs, at most 16).
         progress: show a progress bar while building an index.
     """
 
@@ -203,7 +203,8 @@ class VideoCCAMDataset(Dataset):
             frames={"num_frames": num_frames, "sampling": sampling, "target_fps": target_fps, "max_frames": max_frames},
         )  # fmt: skip
         self.index_dir = Path(index_dir).expanduser() if index_dir is not None else default_index_dir()
-        workers = index_workers if index_workers is not None else max(1, min(os.cpu_count() or 1, 16))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = index_workers if index_workers is not None else max(1, min(cpus, 16))
         jobs = [index_job(file, source.root_of(file), settings, self.index_dir) for _, source, file in files]
         self.indexes: list[TokenIndex] = ensure_indexes(jobs, settings, workers, progress)
         self._index_source = [s for s, _, _ in files]

@@ -556,7 +556,8 @@ def _map_units(units: list[_Unit], settings: IndexSettings, workers: int) -> Ite
         pool.shutdown(wait=True, cancel_futures=True)  # on an error, queued units are dropped
 
 
-def _write_index(job: IndexJob, temp: Path, results: list[_UnitResult], seconds: float, cpu_seconds: float) -> None:
+def _write_index(job: IndexJob, temp: Path, results: list[_UnitResult], seconds: float,
+                 cpu_seconds: tuple[float, list[float]]) -> None:
     """Assemble a job's unit files into ``temp`` (``data/``, ``errors.json``, ``meta.json``), then publish it."""
     import datasets
 
@@ -586,7 +587,9 @@ def _write_index(job: IndexJob, temp: Path, results: list[_UnitResult], seconds:
         "num_errors": len(errors),
         "num_truncated": sum(r.truncated for r in results),
         "build_seconds": round(seconds, 3),
-        "build_cpu_seconds": round(cpu_seconds, 3),  # this process and its pool workers, whole build so far
+        # CPU of the whole build so far: this process, and each pool worker (start-up included)
+        "build_cpu_seconds": round(cpu_seconds[0] + sum(cpu_seconds[1]), 3),
+        "build_worker_cpu_seconds": [round(t, 3) for t in cpu_seconds[1]],
         "built_by": {"pid": os.getpid(), "host": os.uname().nodename, "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
     (temp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -628,8 +631,8 @@ def build_indexes(jobs: Sequence[IndexJob], settings: IndexSettings, workers: in
         names = ", ".join(Path(job.file).name for job in jobs[:3]) + (" ..." if len(jobs) > 3 else "")
         workers_cpu: dict[int, float] = {}
 
-        def cpu_seconds() -> float:
-            return time.process_time() - cpu_start + sum(workers_cpu.values())
+        def cpu_seconds() -> tuple[float, list[float]]:
+            return time.process_time() - cpu_start, sorted(workers_cpu.values())
 
         with tqdm(total=total, desc=f"indexing {names}", unit="rec", disable=not progress,
                   mininterval=2, file=sys.stderr) as bar:  # fmt: skip
@@ -644,7 +647,7 @@ def build_indexes(jobs: Sequence[IndexJob], settings: IndexSettings, workers: in
                                  time.perf_counter() - start, cpu_seconds())  # fmt: skip
         for j, job in enumerate(jobs):
             if not spans[j] and not _complete(job.path):
-                _write_index(job, temps[j], [], time.perf_counter() - start, cpu_seconds())
+                _write_index(job, temps[j], [], time.perf_counter() - start, (time.process_time() - cpu_start, []))
     finally:
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)  # a failed build leaves nothing behind
