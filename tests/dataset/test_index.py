@@ -193,6 +193,20 @@ def test_any_change_of_the_key_builds_a_new_index(tmp_path, tokenizer, tiny_mode
     assert _open(path, _settings(tokenizer), index_dir).path != rebuilt.path
 
 
+def test_a_builder_that_finds_the_index_published_keeps_it(tmp_path, tokenizer):
+    """Without a working lock (a file system without flock) the second of two builders loses the rename: it
+    discards its copy and the first's index stays as it was."""
+    _media(tmp_path)
+    path = _write(tmp_path / "d.jsonl", [_record(i) for i in range(5)])
+    settings = _settings(tokenizer)
+    first = _open(path, settings, tmp_path / "idx")
+    inode = (first.path / "meta.json").stat().st_ino
+    index_module.build_indexes([index_job(str(path), tmp_path, settings, tmp_path / "idx")], settings, progress=False)
+    assert (first.path / "meta.json").stat().st_ino == inode  # the same files: not replaced
+    assert _content(TokenIndex(first.path)) == _content(first)
+    assert [p.name for p in (tmp_path / "idx").iterdir() if p.is_dir()] == [first.path.name]  # no temporary left
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Atomic builds, concurrent builders, waiting ranks (child processes)
 # ------------------------------------------------------------------------------------------------------------
@@ -235,7 +249,7 @@ def _result(process: subprocess.Popen) -> dict:
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("big")
-    return _write(root / "big.jsonl", [_record(i, words=30) for i in range(6000)])
+    return _write(root / "big.jsonl", [_record(i, words=30) for i in range(4000)])
 
 
 def test_kill_9_during_a_build_leaves_nothing_a_later_run_reads(tmp_path, big_file, tiny_models):
@@ -251,10 +265,10 @@ def test_kill_9_during_a_build_leaves_nothing_a_later_run_reads(tmp_path, big_fi
     assert list(index_dir.glob(".*.tmp-*"))  # only the temporary folder is left
 
     result = _result(_child(tmp_path, big_file, tiny_models, index_dir))
-    assert result["built"] and result["rows"] == 6000
+    assert result["built"] and result["rows"] == 4000
     assert not list(index_dir.glob(".*.tmp-*"))  # the next builder removed the killed one's leftovers
     complete = TokenIndex(result["path"])
-    assert complete.meta["num_records"] == 6000 and not complete.errors()
+    assert complete.meta["num_records"] == 4000 and not complete.errors()
 
 
 def test_two_builders_at_once_build_once(tmp_path, big_file, tiny_models):
@@ -277,7 +291,7 @@ def test_a_rank_other_than_local_rank_0_waits_for_its_index(tmp_path, big_file, 
     builder = _child(tmp_path, big_file, tiny_models, index_dir, LOCAL_RANK=0, WORLD_SIZE=2)
     first, second = _result(builder), _result(waiter)
     assert first["built"] and not second["built"] and first["path"] == second["path"]
-    assert first["rows"] == second["rows"] == 6000
+    assert first["rows"] == second["rows"] == 4000
 
 
 TORCHRUN_RANK = r"""
@@ -317,5 +331,5 @@ def test_a_two_rank_torchrun_start_builds_once_and_both_ranks_read_the_same_reco
                    env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["built"] for r in ranks] == [True, False]  # local rank 0 built it, rank 1 waited and opened it
-    assert ranks[0]["samples"] == ranks[1]["samples"] == 6000
+    assert ranks[0]["samples"] == ranks[1]["samples"] == 4000
     assert ranks[0]["digest"] == ranks[1]["digest"] and ranks[0]["index"] == ranks[1]["index"]
