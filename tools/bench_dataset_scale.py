@@ -46,8 +46,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
 TARGETS = {"cached_start_s": 10.0, "build_2_s": 240.0, "rank_growth_mib": 300.0, "worker_uss_growth_mib": 64.0}
-WORDS = ("the red square appears first then a green circle moves left and right while the blue triangle stays in "
-         "the middle of the video until the yellow star shows up at the end").split()  # fmt: skip
+WORDS = ["the", "red", "square", "appears", "first", "then", "a", "green", "circle", "moves", "left", "and", "right",
+         "while", "the", "blue", "triangle", "stays", "in", "the", "middle", "of", "the", "video", "until", "the",
+         "yellow", "star", "shows", "up", "at", "the", "end"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -92,7 +93,13 @@ class InMemoryDataset:
 
         from videoccam.config import resolve_template
         from videoccam.dataset.frame_processing import BatchFrameProcessor
-        from videoccam.dataset.records import RecordError, check_media_path, check_num_frames, load_records, parse_record
+        from videoccam.dataset.records import (
+            RecordError,
+            check_media_path,
+            check_num_frames,
+            load_records,
+            parse_record,
+        )
         from videoccam.dataset.video_io import FrameSampling
 
         self.source = str(data_path)
@@ -364,7 +371,7 @@ def _run_child(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
     process = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(args)], capture_output=True,
-                             text=True, env=env)  # fmt: skip
+                             text=True, env=env, check=False)  # fmt: skip
     if process.returncode != 0:
         raise SystemExit(f"bench child {kind} failed:\n{process.stderr[-4000:]}")
     return json.loads(process.stdout.strip().splitlines()[-1])
@@ -378,10 +385,10 @@ def _mib(values: Sequence[float]) -> str:
 
 
 def report(results: dict[int, dict[str, Any]]) -> str:
-    lines = ["records    what        build 1 proc      build 2 procs     start            rank growth  "
-             "worker USS growth (index pages)   pass"]
+    lines = [("records    what        build 1 proc      build 2 procs     start            rank growth  "
+              "worker USS growth (index pages)   pass")]
     lines.append(" " * 23 + "wall s / CPU s    wall s / CPU s    wall s / CPU s   MiB          MiB per worker"
-                 + " " * 19 + "s")  # fmt: skip
+                 + " " * 19 + "s")
     for n, r in sorted(results.items()):
         c = r["cached"]
         b1, b2 = r["build"]["build_1"], r["build"]["build_2"]

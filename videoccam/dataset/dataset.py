@@ -47,8 +47,20 @@ from torch.utils.data import Dataset
 from videoccam.config import build_from_cfg, resolve_template
 from videoccam.dataset.feature_cache import VisionFeatureCache
 from videoccam.dataset.frame_processing import BatchFrameProcessor
-from videoccam.dataset.index import IndexSettings, TokenIndex, default_index_dir, ensure_indexes, index_job
-from videoccam.dataset.records import MediaItem, RecordError, Sample, media_error_category, parse_record
+from videoccam.dataset.index import (
+    IndexSettings,
+    TokenIndex,
+    default_index_dir,
+    ensure_indexes,
+    index_job,
+)
+from videoccam.dataset.records import (
+    MediaItem,
+    RecordError,
+    Sample,
+    media_error_category,
+    parse_record,
+)
 from videoccam.dataset.sources import ON_ERROR, DataSource, select_rows
 from videoccam.dataset.tokenize import labels_from_spans, tokenize_sample
 from videoccam.dataset.video_io import SAMPLINGS, FrameSampling, MediaLoadError

@@ -344,6 +344,10 @@ _SCHEMA_FIELDS = (
 )
 
 
+_ROW_COLUMNS = ("input_ids", "label_spans", "media_kind", "media_path", "media_num_frames", "record_index",
+                "byte_offset", "byte_length", "id")  # what TokenIndex.row reads
+
+
 def _schema() -> Any:
     import pyarrow as pa
 
@@ -682,8 +686,6 @@ def ensure_indexes(
     if missing and _waiting_rank():
         _wait_for(missing)
     elif missing:
-        from filelock import FileLock
-
         from filelock import FileLock, Timeout
 
         missing = sorted(missing, key=lambda job: str(job.path))  # one lock order: no deadlock between builders
@@ -794,16 +796,8 @@ class TokenIndex:
 
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i``: numpy views (ids, spans, frame counts) and Python values, built now, kept by no one."""
-        get = lambda name: self._column(name).get(i)  # noqa: E731
-        record_id = get("id")
-        return {
-            "input_ids": get("input_ids"),
-            "label_spans": get("label_spans"),
-            "media_kind": get("media_kind"),
-            "media_path": get("media_path"),
-            "media_num_frames": get("media_num_frames"),
-            "record_index": int(get("record_index")),
-            "byte_offset": int(get("byte_offset")),
-            "byte_length": int(get("byte_length")),
-            "id": None if record_id is None else json.loads(record_id),
-        }
+        values = {name: self._column(name).get(i) for name in _ROW_COLUMNS}
+        for name in ("record_index", "byte_offset", "byte_length"):
+            values[name] = int(values[name])
+        values["id"] = None if values["id"] is None else json.loads(values["id"])
+        return values

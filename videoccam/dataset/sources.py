@@ -132,7 +132,7 @@ class DataSource:
         """Records this source contributes when it has ``usable`` usable records."""
         if self.num_samples is not None:
             return self.num_samples if usable else 0
-        return int(math.floor((1.0 if self.repeat is None else self.repeat) * usable + 0.5))
+        return math.floor((1.0 if self.repeat is None else self.repeat) * usable + 0.5)
 
 
 def select_rows(usable: int, amount: int, seed: Sequence[int]) -> np.ndarray:
