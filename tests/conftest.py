@@ -82,6 +82,14 @@ def write_malicious_checkpoint(path: Path, marker: Path, content: dict | None = 
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def index_dir(tmp_path_factory) -> Path:
+    """Tokenised data indexes (videoccam.dataset.index) of the session, in a temp folder (children inherit it)."""
+    path = tmp_path_factory.mktemp("videoccam_index")
+    os.environ["VIDEOCCAM_INDEX_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")

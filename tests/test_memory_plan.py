@@ -82,6 +82,19 @@ def test_checkpointing_offload_and_options_move_the_estimate_the_right_way(capsy
     assert longer["facts"]["visual_tokens_per_sample"] == 1024
 
 
+def test_several_media_per_sample_count_every_item(capsys):
+    path = str(ROOT / "configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage2.py")
+    cfg = load_config(path)
+    one = run_json(capsys, path, "--gpus", "8", "--zero", "2")
+    three = run_json(capsys, path, "--gpus", "8", "--zero", "2", "--media-per-sample", "3")
+    facts = three["facts"]
+    assert facts["visual_tokens_per_sample"] == 3 * 1024 and facts["tokens_per_sample"] == cfg.max_length
+    assert facts["frames_per_micro_batch"] == 3 * one["facts"]["frames_per_micro_batch"]
+    assert three["total_bytes"] > one["total_bytes"]  # three vision and projector passes per sample
+    assert load_tool("plan_memory").main([path, "--media-per-sample", "9"]) == 2  # 9 x 1024 > max_length 8192
+    assert "leave no room for text within max_length=8192" in capsys.readouterr().err
+
+
 def test_local_config_json_is_used_and_table_output_prints(capsys, tiny_models):
     path = str(ROOT / "configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage1.py")
     options = [f"model.llm.pretrained_model_name_or_path={tiny_models / 'qwen2'}",

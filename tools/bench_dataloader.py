@@ -196,9 +196,10 @@ def build_datasets(args: argparse.Namespace, data_file: Path, models: Path) -> d
         torch_resize.batch_processor = TorchResizeProcessor(torch_resize.batch_processor)
         datasets["dataset_torch_resize"] = torch_resize
     items = []
-    for sample in fast.samples:
-        clip = fast.frame_sampling.load(sample.media_path, "video", sample.num_frames, output="numpy")
-        items.append((str(sample.media_path), clip.indices))
+    for i in range(len(fast)):
+        (media,) = fast.sample(i).media
+        clip = fast.frame_sampling.load(media.path, "video", media.num_frames, output="numpy")
+        items.append((str(media.path), clip.indices))
     datasets["raw_decord"] = RawDecord(items, args.decode_threads)
     if args.with_decode_resize:
         datasets["raw_decord_pil_resize"] = RawDecordResize(items, args.decode_threads, fast.batch_processor.size)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset = build_from_cfg(cfg.train_dataloader.dataset)
     cache = dataset.feature_cache
-    media = [i for i, sample in enumerate(dataset.samples) if sample.kind != "text"][: args.limit]
+    media = [int(i) for i in (dataset.num_media > 0).nonzero()[0]][: args.limit]
     skipped = 0
     for i in tqdm(media, desc="features", unit="sample"):
         if "skipped" in dataset[i]:  # unreadable media with on_error="skip": reported by the dataset

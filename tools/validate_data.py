@@ -2,6 +2,8 @@
 
     python tools/validate_data.py data/example/train.jsonl --root data/example \
         --config configs/tiny/videoccam_tiny_qwen2_custom_finetune.py
+    python tools/validate_data.py --config CONFIG            # every data file of the config (data_sources too)
+    python tools/validate_data.py "data/shards/part-*.jsonl" --root data/media
 
 Checks schema, placeholders vs media, that every video / frame folder / GIF / image exists and decodes (only
 the frames the sampler takes), frame counts, subtitles files, and - with --config, or --tokenizer with
@@ -11,6 +13,8 @@ any record is bad (or the file cannot be read), 0 otherwise. See data/README.md.
 
 With --config the sampling settings, tokenizer, template, num_queries and max_length come from the config's
 train_dataloader.dataset; explicit flags override them. The media root is --root, else the data file's folder.
+Without a data file, --config names the files: its data_path, or every file of every source of its data_sources
+(each with the source's data_root). A glob pattern validates every file it matches, one report per file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any
 
 from videoccam import xtuner_compat
 from videoccam.cli import parse_cfg_options
-from videoccam.config import build_from_cfg, load_config
+from videoccam.config import build_from_cfg, load_config, resolve_template
+from videoccam.dataset.sources import DataSource
 from videoccam.dataset.validate import POOLS, validate_data
 from videoccam.dataset.video_io import SAMPLINGS, FrameSampling
 
@@ -37,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("data", help=".json list or .jsonl file")
+    parser.add_argument("data", nargs="?", help=".json list or .jsonl file, or a glob pattern (default: --config's)")
     parser.add_argument("--root", help="folder media paths are relative to (default: the data file's folder)")
     src = parser.add_argument_group("length check (one of)")
     src.add_argument("--config", help="training config: tokenizer, template, num_queries, max_length, sampling")
@@ -67,12 +72,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _from_config(path: str, options: Sequence[str]) -> dict[str, Any]:
-    """Tokenizer, template, num_queries, max_length and sampling settings of a config's train dataset."""
+    """Tokenizer, template, num_queries, max_length, sampling settings and data files of a config's train dataset."""
     cfg = load_config(path, parse_cfg_options(options))
     dataset = cfg.train_dataloader.dataset
+    if dataset.get("data_sources"):
+        sources = [DataSource.from_config(spec) for spec in dataset.data_sources]
+    else:
+        sources = [DataSource.from_config({"data_path": dataset.data_path, "data_root": dataset.get("data_root")})]
     return {
+        "sources": sources,
         "tokenizer": build_from_cfg(dataset.tokenizer),
-        "template": dataset.template,
+        "template": resolve_template(dataset.template),  # a dumped config holds its import path
         "num_queries": dataset.num_queries,
         "max_length": dataset.max_length,
         "num_frames": dataset.get("num_frames", 16),
@@ -123,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings["template"] = PROMPT_TEMPLATE[args.template]
     try:
+        if args.data:
+            source = DataSource.from_config({"data_path": args.data, "data_root": args.root})
+            files = [(file, source.root_of(file)) for file in source.files()]
+        elif "sources" in settings:
+            files = [(file, source.root_of(file)) for source in settings["sources"] for file in source.files()]
+        else:
+            parser.error("give a data file, or --config to validate the config's data files")
         sampling = FrameSampling(
             num_frames=settings.get("num_frames", 16),
             sampling=settings.get("sampling", "uniform"),
@@ -131,28 +148,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_threads=settings.get("decode_threads", 0),
             folder_fps=settings.get("folder_fps", 1.0),
         )
-        report = validate_data(
-            args.data,
-            args.root,
-            tokenizer=settings.get("tokenizer"),
-            template=settings.get("template"),
-            num_queries=settings.get("num_queries"),
-            max_length=settings.get("max_length"),
-            sampling=sampling,
-            workers=args.workers,
-            pool=args.pool,
-            decode=not args.no_decode,
-            progress=not args.no_progress,
-        )
+        reports = [
+            validate_data(
+                file,
+                root,
+                tokenizer=settings.get("tokenizer"),
+                template=settings.get("template"),
+                num_queries=settings.get("num_queries"),
+                max_length=settings.get("max_length"),
+                sampling=sampling,
+                workers=args.workers,
+                pool=args.pool,
+                decode=not args.no_decode,
+                progress=not args.no_progress,
+            )
+            for file, root in files
+        ]
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(report.format(show_warnings=not args.no_warnings))
+    print("\n\n".join(report.format(show_warnings=not args.no_warnings) for report in reports))
+    if len(reports) > 1:
+        bad = sum(len(report.bad) for report in reports)
+        print(f"\n{len(reports)} files: {sum(len(r.results) for r in reports)} records, {bad} bad")
     if args.json_report:
         Path(args.json_report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_report).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        content = reports[0].to_dict() if len(reports) == 1 else {"reports": [r.to_dict() for r in reports]}
+        Path(args.json_report).write_text(json.dumps(content, indent=2, default=str) + "\n")
         print(f"JSON report: {args.json_report}")
-    return 1 if report.bad else 0
+    return 1 if any(report.bad for report in reports) else 0
 
 
 if __name__ == "__main__":

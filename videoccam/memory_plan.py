@@ -546,6 +546,14 @@ def _read_setup(cfg: Any, gpus: int, zero: int, offload: bool, batch_size: int |
 
     num_queries = int(proj_config.num_queries)
     max_length = int(dataset.max_length)
+    if media_per_sample < 0:
+        raise ValueError(f"media_per_sample must be >= 0, got {media_per_sample}")
+    if media_per_sample * (num_queries - 1) >= max_length - 1:  # the dataset's text budget (one id per item)
+        raise ValueError(
+            f"{media_per_sample} media per sample x num_queries={num_queries} visual tokens leave no room for text "
+            f"within max_length={max_length}: the dataset rejects such samples; fewer media per sample or a longer "
+            "max_length"
+        )
     if text_tokens is None:
         text_tokens = max(max_length - media_per_sample * num_queries, 1)
     if answer_tokens is None:

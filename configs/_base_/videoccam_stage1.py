@@ -68,6 +68,10 @@ num_frames = 16  # frames per training video (uniform segment midpoints)
 sampling = "uniform"
 on_error = "skip"  # bad records are dropped, logged and listed in <work_dir>/skipped_samples.json
 dataloader_num_workers = 4
+# Each data file is checked and tokenised once into an index (data/README.md, "The tokenised index"), built by
+# the first run (or tools/build_index.py CONFIG) and reused while nothing it depends on changes.
+index_dir = None  # None: $VIDEOCCAM_INDEX_DIR, else ~/.cache/videoccam/index
+index_workers = None  # processes that build a missing index (None: the CPU count, at most 16)
 
 # Scheduler & Optimizer. Global batch = num_gpus x batch_size x accumulative_counts.
 num_gpus = 8  # what the per-device batch sizes of the model configs assume
@@ -165,6 +169,8 @@ train_dataloader = dict(
         num_frames=num_frames,
         sampling=sampling,
         on_error=on_error,
+        index_dir=index_dir,
+        index_workers=index_workers,
     ),
     # Every image or video costs exactly num_queries LLM tokens, so modality_length is the exact LLM length;
     # grouping by it keeps padding low. Mega-batches span one optimizer step (batch x accumulation).

@@ -16,10 +16,20 @@ from peft import LoraConfig
 #######################################################################
 pretrained_pth = None  # each stage-2 config points this at its stage-1 work dir
 
-# Data: an instruction mixture in the format of design.md section 4 (e.g. LLaVA-665K / ShareGPT4V images +
-# VideoChat2-IT-style video QA, text-only samples allowed). Media paths are relative to data_root.
+# Data in the format of data/README.md (text-only samples and several media per record allowed). One data file
+# (or a glob of .jsonl shards) with its media root:
 data_path = "data/videoccam_sft/videoccam_sft.json"
 data_root = "data/videoccam_sft"
+# ... or a mixture of sources, which then replaces data_path / data_root: each source has its data files (a path,
+# a glob or a list), media root, on_error and an amount: repeat (0.5 = a fixed half, 2 = every record twice) or
+# num_samples. The amounts are drawn with mixture_seed, the same on every rank and run (data/README.md, "Mixtures").
+data_sources = None
+# data_sources = [
+#     dict(data_path="data/llava_v1_5_mix665k/llava_v1_5_mix665k.json", data_root="data/llava_images"),
+#     dict(data_path="data/videochat2_it/*.jsonl", data_root="data/videochat2_videos", num_samples=500_000),
+#     dict(data_path="data/video_captions/part-*.jsonl", data_root="data/videos", repeat=0.5, on_error="skip"),
+# ]
+mixture_seed = 0
 
 global_batch_size = 128
 lr = 2e-4

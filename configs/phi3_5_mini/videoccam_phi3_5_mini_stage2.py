@@ -19,6 +19,8 @@ pretrained_pth = "work_dirs/videoccam_phi3_5_mini_stage1"  # stage-1 work dir (i
 #              PART 2-4  the values above, where they are read        #
 #######################################################################
 model.update(pretrained_pth=pretrained_pth, llm_lora=llm_lora, visual_encoder_lora=visual_encoder_lora)  # noqa: F405
-train_dataloader.update(batch_size=batch_size, dataset=dict(data_path=data_path, data_root=data_root))  # noqa: F405
+train_dataloader.update(batch_size=batch_size, dataset=dict(  # noqa: F405
+    data_path=None if data_sources else data_path, data_root=None if data_sources else data_root,  # noqa: F405
+    data_sources=data_sources, mixture_seed=mixture_seed))  # noqa: F405
 train_dataloader.sampler.per_device_batch_size = batch_size * accumulative_counts  # noqa: F405
 optim_wrapper.update(accumulative_counts=accumulative_counts, optimizer=dict(lr=lr))  # noqa: F405

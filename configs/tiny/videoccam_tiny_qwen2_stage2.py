@@ -28,7 +28,9 @@ sample_max_new_tokens = 16
 llm_lora.update(r=llm_lora_r, lora_alpha=llm_lora_alpha)  # noqa: F405
 visual_encoder_lora.update(r=visual_encoder_lora_r, lora_alpha=visual_encoder_lora_alpha)  # noqa: F405
 model.update(pretrained_pth=pretrained_pth, llm_lora=llm_lora, visual_encoder_lora=visual_encoder_lora)  # noqa: F405
-train_dataloader.dataset.update(data_path=data_path, data_root=data_root)  # noqa: F405
+train_dataloader.dataset.update(  # noqa: F405
+    data_path=None if data_sources else data_path, data_root=None if data_sources else data_root,  # noqa: F405
+    data_sources=data_sources, mixture_seed=mixture_seed)  # noqa: F405
 optim_wrapper.optimizer.lr = lr  # noqa: F405
 train_cfg.max_epochs = max_epochs  # noqa: F405
 param_scheduler[1].end = max_epochs  # noqa: F405

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 from transformers import AutoTokenizer, SiglipImageProcessor
 from xtuner.utils import PROMPT_TEMPLATE
 
+from tests.conftest import load_tool
 from tests.dataset import corpus
 from videoccam.dataset.collate import videoccam_collate_fn
 from videoccam.dataset.dataset import VideoCCAMDataset
@@ -137,7 +139,7 @@ def test_frame_folder_and_gif_load_through_the_dataset(make_dataset, tmp_path):
         {"id": "text", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
     ])  # fmt: skip
     dataset = make_dataset(data, num_frames=16)
-    assert [s.kind for s in dataset.samples] == ["video", "video", "image", "text"]
+    assert [dataset.sample(i).kind for i in range(len(dataset))] == ["video", "video", "image", "text"]
     folder_item, gif_item, image_item, text_item = (dataset[i] for i in range(4))
     assert folder_item["pixel_values"].shape == (3, 3, 64, 64)  # resized to the tiny SigLIP's 64x64
     assert _colours(folder_item["pixel_values"]) == [RED, GREEN, BLUE]
@@ -154,7 +156,8 @@ def test_batched_preprocessing_matches_the_image_processor(make_dataset, built_c
     fast = make_dataset(built_corpus / "corpus.jsonl", on_error="skip")
     slow = make_dataset(built_corpus / "corpus.jsonl", on_error="skip", fast_image_processing=False)
     assert fast.batch_processor is not None and slow.batch_processor is None
-    for i, sample in enumerate(fast.samples):
+    for i in range(len(fast)):
+        sample = fast.sample(i)
         if sample.kind == "text" or sample.index in corpus.BAD:
             continue
         item = fast[i]
@@ -199,8 +202,8 @@ def test_truncation_only_after_the_placeholder(make_dataset, tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"not decoded here")
     dataset = make_dataset(data, on_error="skip")
     assert len(dataset) == 1
-    tokens = dataset.tokens[0]
-    assert tokens["truncated"]
+    tokens = dataset.tokens(0)
+    assert dataset.indexes[0].column("truncated").tolist() == [True]
     assert len(tokens["input_ids"]) == MAX_LENGTH - NUM_QUERIES + 1  # the text budget, exactly
     assert dataset.modality_length[0] == MAX_LENGTH  # text + visual tokens fill the context
     assert tokens["input_ids"].count(IMAGE_TOKEN_INDEX) == 1
@@ -269,7 +272,7 @@ def test_on_error_skip_drops_exactly_the_bad_records(make_dataset, built_corpus)
     for entry in dataset.skipped:
         category, words = corpus.BAD[entry["index"]]
         assert entry["category"] == category and words in entry["reason"], entry
-    kept = [s.index for s in dataset.samples]
+    kept = [dataset.sample(i).index for i in range(len(dataset))]
     assert kept == sorted(set(range(corpus.NUM_RECORDS)) - set(corpus.BUILD_TIME))
     items = [dataset[i] for i in range(len(dataset))]
     markers = {item["skipped"]["index"]: item["skipped"] for item in items if "skipped" in item}
@@ -323,7 +326,7 @@ def test_malformed_files_name_file_and_line(make_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"bad.jsonl: line 3 is not valid JSON"):
         make_dataset(jsonl)
     dataset = make_dataset(jsonl, on_error="skip")  # the malformed line is one skipped record
-    assert [s.index for s in dataset.samples] == [0, 2]
+    assert [dataset.sample(i).index for i in range(len(dataset))] == [0, 2]
     assert dataset.skipped[0]["index"] == 1 and dataset.skipped[0]["category"] == "json"
     assert "line 3 is not valid JSON" in dataset.skipped[0]["reason"]
     as_list = tmp_path / "bad.json"
@@ -344,3 +347,98 @@ def test_build_time_checks_num_frames_and_subtitles(make_dataset, tmp_path):
     dataset = make_dataset(data, on_error="skip")
     assert [(e["index"], e["category"]) for e in dataset.skipped] == [(1, "too_many_frames"), (2, "subtitles_missing")]
     assert "num_frames=33 > num_queries=32" in dataset.skipped[0]["reason"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The index against the in-memory dataset it replaced; several media per record
+# --------------------------------------------------------------------------------------------------
+
+
+def test_samples_equal_the_in_memory_dataset_on_the_quickstart_data(make_dataset, parts, synthetic_data):
+    """ids, labels and frames of every sample of the quickstart's data files equal the dataset before the index
+    (tools/bench_dataset_scale.py's InMemoryDataset: xtuner's encode_fn, Python objects per record)."""
+    reference_class = load_tool("bench_dataset_scale").InMemoryDataset
+    for name in ("captions.json", "train.json"):
+        new = make_dataset(synthetic_data / name, data_root=str(synthetic_data), num_frames=8)
+        old = reference_class(str(synthetic_data / name), template=PROMPT_TEMPLATE.qwen_chat, num_queries=NUM_QUERIES,
+                              max_length=MAX_LENGTH, data_root=str(synthetic_data), num_frames=8, **parts)  # fmt: skip
+        assert len(new) == len(old) > 10 and new.modality_length == old.modality_length
+        for i in range(len(new)):
+            a, b = new[i], old[i]
+            assert a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"] and a["index"] == b["index"]
+            assert ("pixel_values" in a) == ("pixel_values" in b)
+            if "pixel_values" in a:
+                assert torch.equal(a["pixel_values"], b["pixel_values"]) and a["num_frames"] == b["num_frames"]
+        assert new.answer_token_counts.tolist() == [sum(x != IGNORE_INDEX for x in old.tokens[i]["labels"])
+                                                    for i in range(len(old))]  # fmt: skip
+
+
+def _multi_media_records(synthetic_data: Path) -> list[dict]:
+    videos = sorted(p.relative_to(synthetic_data).as_posix() for p in (synthetic_data / "videos").glob("*.mp4"))
+    images = sorted(p.relative_to(synthetic_data).as_posix() for p in (synthetic_data / "images").glob("*.jpg"))
+    return [
+        {"id": "multi", "media": [{"video": videos[0]}, {"image": images[0]}, {"video": videos[1], "num_frames": 2}],
+         "conversations": [
+             {"from": "human", "value": "<video>\nWhich shape appears first? And in this image <image>?"},
+             {"from": "gpt", "value": "The red square, then a circle."},
+             {"from": "human", "value": "<video>\nAnd in this one?"}, {"from": "gpt", "value": "A blue triangle."}]},
+        _video_record("single", videos[2]),
+        {"id": "text", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
+    ]  # fmt: skip
+
+
+def test_a_multi_media_record_trains_and_its_loss_equals_the_exported_models(trained, loaded, synthetic_data,
+                                                                             tmp_path):  # fmt: skip
+    data = _write(tmp_path / "multi.jsonl", _multi_media_records(synthetic_data))
+    num_queries = trained.cfg.num_queries
+    dataset = VideoCCAMDataset(str(data), trained.tokenizer, trained.image_processor, trained.template,
+                               num_queries=num_queries, max_length=512, data_root=str(synthetic_data), num_frames=4)
+    item = dataset[0]
+    assert item["num_frames"] == [4, 1, 2] and item["pixel_values"].shape[0] == 7
+    assert item["input_ids"].count(IMAGE_TOKEN_INDEX) == 3
+    assert dataset.modality_length[0] == len(item["input_ids"]) + 3 * (num_queries - 1)  # every item counts
+    assert dataset.num_media.tolist() == [3, 1, 0]
+    batch = videoccam_collate_fn([dataset[i] for i in range(len(dataset))])["data"]
+    assert batch["num_frames"] == [4, 1, 2, 4]
+
+    model, _, _ = loaded
+    ids = batch["input_ids"].masked_fill(batch["input_ids"] == IMAGE_TOKEN_INDEX, model.config.image_token_index)
+    with torch.no_grad():
+        training_loss = trained.model(batch, mode="loss")["loss"]
+        exported_loss = model(input_ids=ids, attention_mask=batch["attention_mask"], labels=batch["labels"],
+                              pixel_values=normalize_pixels(batch["pixel_values"], batch["pixel_affine"]),
+                              num_frames=batch["num_frames"]).loss  # fmt: skip
+    torch.testing.assert_close(training_loss, exported_loss, atol=1e-4, rtol=0)
+
+    # and it trains: a few steps on the multi-media sample lower its loss
+    student = copy.deepcopy(trained.model)
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.05)
+    multi = videoccam_collate_fn([dataset[0]])["data"]
+    losses = []
+    for _ in range(4):
+        loss = student(multi, mode="loss")["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_multi_media_records_validate_and_a_wrong_placeholder_count_is_named(trained, synthetic_data, tmp_path):
+    from videoccam.dataset.validate import validate_data
+    from videoccam.dataset.video_io import FrameSampling
+
+    records = _multi_media_records(synthetic_data)
+    report = validate_data(_write(tmp_path / "multi.jsonl", records), synthetic_data, tokenizer=trained.tokenizer,
+                           template=trained.template, num_queries=32, max_length=512,
+                           sampling=FrameSampling(num_frames=4), progress=False)  # fmt: skip
+    assert report.num_ok == 3 and [r.media_frames for r in report.results] == [[4, 1, 2], [4], None]
+    records[0]["conversations"][2]["value"] = "And in this one?"  # 2 placeholders for 3 media items
+    bad = _write(tmp_path / "bad.jsonl", records)
+    report = validate_data(bad, synthetic_data, progress=False, decode=False)
+    assert [(r.index, r.errors[0]["category"]) for r in report.bad] == [(0, "placeholders")]
+    with pytest.raises(RecordError, match=r"bad.jsonl: record 0 \(id='multi'\): 2 media placeholders .* the record "
+                                          r"has 3 media items \(video, image, video\)"):
+        VideoCCAMDataset(str(bad), trained.tokenizer, trained.image_processor, trained.template, num_queries=32,
+                         max_length=512, data_root=str(synthetic_data), num_frames=4)

@@ -64,6 +64,22 @@ def test_cached_features_are_the_towers_features_and_are_reused(tiny_models, cou
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 2
 
 
+def test_several_media_of_a_record_are_cached_item_by_item(tiny_models, counter, encoder, tmp_path):
+    record = {"id": "m", "media": [{"video": "a.mp4", "num_frames": 2}, {"video": "b.mp4"}],
+              "conversations": [{"from": "human", "value": "<video> then <video>?"}, {"from": "gpt", "value": "Yes."}]}
+    (tmp_path / "multi.jsonl").write_text(json.dumps(record) + "\n")
+    cache = VisionFeatureCache(tmp_path / "cache", encoder)
+    dataset = make_dataset(tiny_models, counter, cache, data_root=str(counter))
+    multi = VideoCCAMDataset(str(tmp_path / "multi.jsonl"), tokenizer=dataset.tokenizer,
+                             image_processor=dataset.image_processor, template=PROMPT_TEMPLATE.qwen_chat,
+                             num_queries=16, max_length=256, num_frames=4, feature_cache=cache, data_root=str(counter))
+    item = multi[0]
+    assert item["num_frames"] == [2, 4] and item["visual_features"].shape[0] == 6
+    torch.testing.assert_close(item["visual_features"][2:], dataset[1]["visual_features"], rtol=0, atol=0)
+    assert (cache.hits, cache.misses) == (1, 2)  # b.mp4 at 4 frames was stored by the multi-media record
+    assert videoccam_collate_fn([item, dataset[0]])["data"]["num_frames"] == [2, 4, 4]
+
+
 def test_a_stale_key_recomputes_and_never_reuses(tiny_models, counter, encoder, tmp_path):
     cache = VisionFeatureCache(tmp_path / "cache", encoder)
     video = counter / "a.mp4"

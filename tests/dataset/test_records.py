@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from videoccam.dataset.records import RecordError, load_records, parse_record
+from videoccam.dataset.records import MediaItem, RecordError, load_records, parse_record
 
 
 def rec(value: str = "<video>\nWhat happens?", **extra) -> dict:
@@ -17,7 +17,7 @@ def rec(value: str = "<video>\nWhat happens?", **extra) -> dict:
 
 def test_video_record_maps_video_placeholder_to_xtuner_image_token(tmp_path):
     sample = parse_record(rec(video="v/a.mp4", num_frames=8), 3, "train.json", tmp_path)
-    assert sample.kind == "video" and sample.media_path == tmp_path / "v/a.mp4" and sample.num_frames == 8
+    assert sample.kind == "video" and sample.media == (MediaItem("video", tmp_path / "v/a.mp4", 8),)
     assert sample.conversation == [{"input": "<image>\nWhat happens?", "output": "A."}]
 
 
@@ -42,9 +42,21 @@ def test_multi_turn_with_system_and_text_only(tmp_path):
 @pytest.mark.parametrize(
     "record, message",
     [
-        (rec("<video>\n<video>\nTwo?", video="a.mp4"), r"record 7 \(id='r'\): turn 0 has 2 media placeholders"),
-        (rec("No placeholder", video="a.mp4"), r"0 <image>/<video> placeholders but the record has one video"),
-        (rec("<image>\nWhere is the image?"), r"1 <image>/<video> placeholders but the record has no image or video"),
+        (rec("<video>\n<video>\nTwo?", video="a.mp4"), r"record 7 \(id='r'\): 2 media placeholders .* the record has "
+                                                        r"one video; each image or video needs exactly one"),
+        (rec("No placeholder", video="a.mp4"), r"0 media placeholders \(<image>/<video>\) .* the record has one video"),
+        (rec("<image>\nWhere is the image?"), r"1 media placeholders .* the record has no image or video"),
+        (rec("<image> and <video>?", media=[{"video": "a.mp4"}, {"image": "b.jpg"}, {"video": "c.mp4"}]),
+         r"2 media placeholders .* the record has 3 media items \(video, image, video\)"),
+        (rec(media=[{"video": "a.mp4"}], video="a.mp4"), r"has both 'media' and 'video'"),
+        (rec(media=[]), r"'media' must be a non-empty list"),
+        (rec(media=[{"vidoe": "a.mp4"}]), r"media item 0 must have exactly one of 'video' / 'image'"),
+        (rec(media=[{"video": "a.mp4", "image": "b.jpg"}]), r"media item 0 must have exactly one of"),
+        (rec(media=[{"video": "a.mp4", "num_frames": -1}]), r"media item 0 'num_frames' must be a positive integer"),
+        (rec(media=["a.mp4"]), r"media item 0 must be an object"),
+        ({"id": "r", "video": "a.mp4", "conversations": [{"from": "system", "value": "<video>"},
+                                                          {"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]},
+         r"the system turn contains a media placeholder"),
         ({"id": "r", "video": "a.mp4", "conversations": [{"from": "human", "value": "<video>\nQ"}]},
          r"no answer turn"),
         ({"id": "r", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"},
@@ -61,6 +73,26 @@ def test_bad_records_name_file_record_and_problem(tmp_path, record, message):
     with pytest.raises(RecordError, match=message) as info:
         parse_record(record, 7, "data/train.json", tmp_path)
     assert str(info.value).startswith("data/train.json: record 7")
+
+
+def test_several_media_map_to_placeholders_in_order_over_turns(tmp_path):
+    record = {
+        "id": "m", "num_frames": 4,
+        "media": [{"video": "a.mp4"}, {"image": "b.jpg"}, {"video": "c", "num_frames": 2}],
+        "conversations": [
+            {"from": "human", "value": "<video>\nWhat happens? And here: <image>"}, {"from": "gpt", "value": "A."},
+            {"from": "human", "value": "Now this one. <video>"}, {"from": "gpt", "value": "B."},
+        ],
+    }  # fmt: skip
+    sample = parse_record(record, 0, "f", tmp_path)
+    assert sample.kind == "mixed"
+    assert sample.media == (MediaItem("video", tmp_path / "a.mp4", 4), MediaItem("image", tmp_path / "b.jpg", 4),
+                            MediaItem("video", tmp_path / "c", 2))  # a record's num_frames is every item's default
+    assert [turn["input"] for turn in sample.conversation] == ["<image>\nWhat happens? And here: <image>",
+                                                              "Now this one. <image>"]
+    two_videos = parse_record(dict(record, media=[{"video": "a.mp4"}, {"video": "b.mp4"}, {"video": "c.mp4"}]), 0,
+                              "f", tmp_path)
+    assert two_videos.kind == "video" and len(two_videos.media) == 3
 
 
 def test_load_records_json_and_jsonl_and_errors(tmp_path):

@@ -89,3 +89,20 @@ def test_fps_sampling_and_too_many_frames(corpus_file):
     report = validate_data(corpus_file, num_queries=6, sampling=FrameSampling(num_frames=16), progress=False)
     assert by_index[0].ok and {e["category"] for e in {r.index: r for r in report.results}[0].errors} == {
         "too_many_frames"}
+
+
+def test_verdicts_equal_the_training_datasets(corpus_file, length_check, tiny_models):
+    """A record is bad for the validator exactly when training's index drops it or loading its media fails."""
+    from transformers import SiglipImageProcessor
+
+    from videoccam.dataset.dataset import VideoCCAMDataset
+
+    report = validate_data(corpus_file, **length_check, sampling=FrameSampling(num_frames=16), progress=False)
+    dataset = VideoCCAMDataset(str(corpus_file), image_processor=SiglipImageProcessor.from_pretrained(
+        str(tiny_models / "siglip")), on_error="skip", **length_check)  # fmt: skip
+    training = {e["index"]: e["category"] for e in dataset.skipped}
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if "skipped" in item:
+            training[item["skipped"]["index"]] = item["skipped"]["category"]
+    assert training == {r.index: r.errors[0]["category"] for r in report.bad}

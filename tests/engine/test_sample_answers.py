@@ -64,9 +64,9 @@ def test_answers_every_interval_and_at_the_end_like_the_exported_model(trained, 
     assert len(hook.history) == 6
     assert trained.model.training is False  # the mode it had before (the fixture keeps it in eval)
 
-    video = dataset.samples[0].media_path
+    video = dataset.sample(0).media[0].path
     frames = FrameSampling(num_frames=FRAMES).load(video).frames
-    image = FrameSampling().load(dataset.samples[1].media_path, "image").frames
+    image = FrameSampling().load(dataset.sample(1).media[0].path, "image").frames
     assert hook.history[0]["question"] == QUESTION and hook.history[0]["media"] == str(video)
     assert hook.history[0]["answer"] == _chat(loaded, f"<video>\n{QUESTION}", frames)
     assert hook.history[1]["answer"] == _chat(loaded, "<image>\nWhat shape is it?", image)
@@ -79,7 +79,7 @@ def test_answers_every_interval_and_at_the_end_like_the_exported_model(trained, 
 
 def test_explicit_samples_relative_to_the_data_root_with_their_own_frames(trained, dataset, loaded, synthetic_data,
                                                                           tmp_path):  # fmt: skip
-    video = dataset.samples[0].media_path.relative_to(synthetic_data).as_posix()
+    video = dataset.sample(0).media[0].path.relative_to(synthetic_data).as_posix()
     hook = SampleAnswersHook(interval=1, max_new_tokens=BUDGET,
                              samples=[dict(video=video, question=QUESTION, num_frames=2), dict(question="Hello?")])
     runner = _runner(trained.model, dataset, tmp_path, "sample_answers_explicit")

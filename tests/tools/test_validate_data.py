@@ -82,3 +82,23 @@ def test_cli_as_a_script(example_dir):
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert "12 ok, 0 bad" in run.stdout
+
+
+def test_cli_validates_every_file_of_a_config_or_a_pattern(tmp_path, tiny_models, capsys):
+    data = corpus.build_corpus(tmp_path)
+    shard = tmp_path / "shard-1.jsonl"
+    shard.write_text(data.read_text().splitlines()[0] + "\n")  # one good record
+    tool = load_tool("validate_data")
+    assert tool.main([str(tmp_path / "shard-*.jsonl"), "--no-progress"]) == 0
+    assert "Totals: 1 records, 1 ok, 0 bad" in capsys.readouterr().out
+    from videoccam.config import load_config
+
+    cfg = load_config(CUSTOM)  # a mixture of the two files (a config with data_sources, dumped)
+    cfg.train_dataloader.dataset.update(data_path=None, data_root=None, data_sources=[
+        dict(data_path=str(shard)), dict(data_path=str(data), on_error="skip")])
+    cfg.dump(str(tmp_path / "mixture.py"))
+    status = tool.main(["--config", str(tmp_path / "mixture.py"), "--no-progress", "--no-decode", "--cfg-options",
+                        f"train_dataloader.dataset.tokenizer.pretrained_model_name_or_path={tiny_models / 'qwen2'}"])
+    out = capsys.readouterr().out
+    assert status == 1 and f"Validated {shard}" in out and f"Validated {data}" in out
+    assert "2 files: 15 records" in out

@@ -1,7 +1,8 @@
 """The collate function of the training dataloader: pad token ids, concatenate frames, count frames per item.
 
-A batch may mix videos of any frame count, images (one frame) and text-only samples; the frames of all media
-items are concatenated into one ``[f, 3, h, w]`` tensor and ``num_frames`` says how many belong to each item,
+A batch may mix videos of any frame count, images (one frame), text-only samples and samples with several media
+items; the frames of all media items are concatenated into one ``[f, 3, h, w]`` tensor (sample by sample, each
+sample's items in placeholder order) and ``num_frames`` says how many belong to each item,
 which is what :class:`~videoccam.model.videoccam_model.VideoCCAMModel` and the projector take. Frames stay in
 the dtype the dataset gives: resized uint8 frames (a quarter of float32's bytes through DataLoader workers' shared
 memory) travel with the ``pixel_affine`` that the model normalises them with on its device.
@@ -50,7 +51,9 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
         with uint8 frames (the dataset's ``normalize_in_model``) also ``pixel_affine`` [2, 3], the per-channel
         scale and offset the model normalises them with; with a feature cache ``visual_features`` [f, p, c]
         instead of frames (``pixel_values`` None).
-        Instances marked ``skipped`` by the dataset are dropped here and listed under ``skipped``.
+        Instances marked ``skipped`` by the dataset are dropped here and listed under ``skipped``. An instance's
+        own ``num_frames`` (frames per media item, when it holds several) is taken as it is; without it, its
+        frames are one item.
     """
     kept = [x for x in instances if "skipped" not in x]
     skipped = [x["skipped"] for x in instances if "skipped" in x]
@@ -67,7 +70,8 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
             attention_mask[row, :n] = 1
         media = [x for x in kept if "pixel_values" in x]
         frames = [x["pixel_values"] for x in media]
-        features = [x["visual_features"] for x in kept if "visual_features" in x]
+        with_features = [x for x in kept if "visual_features" in x]
+        features = [x["visual_features"] for x in with_features]
         if frames and features:
             raise ValueError("a batch mixes frames (pixel_values) and cached features (visual_features)")
         affine = _pixel_affine(media)  # checked before concatenating frames of different dtypes
@@ -76,13 +80,27 @@ def videoccam_collate_fn(instances: list[dict[str, Any]], pad_index: int = 0) ->
             labels=labels,
             attention_mask=attention_mask,
             pixel_values=concat_frames(frames) if frames else None,
-            num_frames=[f.shape[0] for f in frames or features],
+            num_frames=[n for x in media or with_features for n in _frames_per_item(x)],
         )
         if features:  # a feature cache (stage 1): the model skips the vision tower
             data["visual_features"] = concat_frames(features)
         if affine is not None:
             data["pixel_affine"] = affine
     return {"data": data, "data_samples": None}
+
+
+def _frames_per_item(item: dict[str, Any]) -> list[int]:
+    """Frames of each media item of one instance.
+
+    Raises:
+        ValueError: if the instance's ``num_frames`` does not add up to its frames.
+    """
+    frames = item["pixel_values"] if "pixel_values" in item else item["visual_features"]
+    counts = list(item.get("num_frames") or [frames.shape[0]])
+    if sum(counts) != frames.shape[0]:
+        raise ValueError(f"an item's num_frames {counts} add up to {sum(counts)}, but it holds {frames.shape[0]} "
+                         f"frames (record {item.get('index')})")  # fmt: skip
+    return counts
 
 
 def _pixel_affine(media: list[dict[str, Any]]) -> torch.Tensor | None:

@@ -1,4 +1,4 @@
-"""Reading and checking records of the custom video QA format (design.md section 4).
+"""Reading and checking records of the custom video QA format (design.md section 4, data/README.md).
 
 A data file is a JSON list or JSON lines, one record per sample::
 
@@ -8,7 +8,16 @@ A data file is a JSON list or JSON lines, one record per sample::
      "conversations": [{"from": "human", "value": "<video>\\nWhat happens first?"},
                        {"from": "gpt", "value": "A red square appears."}]}
 
-Everything here is pure Python (no tokeniser, no decoding) so the validator and the dataset share it.
+Several images or videos in one record are listed under ``"media"``, one placeholder per item, in order, in any
+human turn::
+
+    {"media": [{"video": "a.mp4", "num_frames": 8}, {"image": "b.jpg"}],
+     "conversations": [{"from": "human", "value": "<video>\\nWhat happens here?"},
+                       {"from": "gpt", "value": "..."},
+                       {"from": "human", "value": "And in this picture? <image>"}, {"from": "gpt", "value": "..."}]}
+
+``"video"`` / ``"image"`` is the one-item form of ``"media"``. Everything here is pure Python (no tokeniser,
+no decoding) so the validator, the index builder and the dataset share it.
 
 Every problem is a :class:`RecordError` with a ``category`` (one of :data:`CATEGORIES`), so the validator can
 count problems by kind and ``skipped_samples.json`` can say what was wrong in a machine-readable way.
@@ -28,6 +37,7 @@ from videoccam.model.hf.constants import IMAGE_TOKEN, MEDIA_TOKENS, VIDEO_TOKEN
 
 _PLACEHOLDER = re.compile("|".join(re.escape(t) for t in MEDIA_TOKENS))
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+MEDIA_KINDS = ("video", "image")
 
 
 CATEGORIES: dict[str, str] = {
@@ -84,9 +94,19 @@ class RecordError(ValueError):
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> RecordError:
+        """The inverse of :meth:`as_dict`."""
+        return cls(entry["source"], entry["index"], entry.get("id"), entry["reason"], entry["category"])
+
+
+def json_error_reason(error: json.JSONDecodeError, lineno: int) -> str:
+    """The reason of a malformed JSONL line (shared by :func:`load_records` and the index builder)."""
+    return f"line {lineno} is not valid JSON: {error.msg} (column {error.colno})"
+
 
 def load_records(path: str | Path, on_error: str = "raise") -> list[Any]:
-    """Load a ``.json`` list or a ``.jsonl`` file.
+    """Load a ``.json`` list or a ``.jsonl`` file into memory (the validator; training reads the index).
 
     Args:
         path: The data file (``.jsonl`` is read as JSON lines, anything else as one JSON list).
@@ -96,7 +116,7 @@ def load_records(path: str | Path, on_error: str = "raise") -> list[Any]:
             raises (nothing in it can be trusted).
 
     Returns:
-        The records, in file order (blank JSONL lines are not records).
+        The records, in file order (lines holding only whitespace are not records). Memory grows with the file.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -107,23 +127,28 @@ def load_records(path: str | Path, on_error: str = "raise") -> list[Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix == ".jsonl":
+        records: list[Any] = []
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path}: line {lineno} is not UTF-8 text ({e})") from e
+                try:
+                    records.append(json.loads(text))
+                except json.JSONDecodeError as e:
+                    message = json_error_reason(e, lineno)
+                    if on_error == "raise":
+                        raise ValueError(f"{path}: {message}") from e
+                    records.append(RecordError(str(path), len(records), None, message, "json"))
+        return records
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e})") from e
-    if path.suffix == ".jsonl":
-        records: list[Any] = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                message = f"line {lineno} is not valid JSON: {e.msg} (column {e.colno})"
-                if on_error == "raise":
-                    raise ValueError(f"{path}: {message}") from e
-                records.append(RecordError(str(path), len(records), None, message, "json"))
-        return records
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -133,28 +158,97 @@ def load_records(path: str | Path, on_error: str = "raise") -> list[Any]:
     return data
 
 
+@dataclass(frozen=True)
+class MediaItem:
+    """One image or video of a record: its kind, resolved path and own frame count (None: the dataset's)."""
+
+    kind: str  # "video" | "image"
+    path: Path
+    num_frames: int | None = None
+
+
 @dataclass
 class Sample:
-    """A checked record: media path (resolved), kind and the turns as xtuner conversation dicts."""
+    """A checked record: its media in placeholder order and the turns as xtuner conversation dicts."""
 
     index: int
     record_id: Any
-    kind: str  # "video" | "image" | "text"
-    media_path: Path | None
-    num_frames: int | None
+    media: tuple[MediaItem, ...]
     subtitles: Path | None
-    conversation: list[dict[str, str]]  # xtuner format: [{"input", "output", "system"?}], <image> placeholder
+    conversation: list[dict[str, str]]  # xtuner format: [{"input", "output", "system"?}], <image> placeholders
+    task: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``text`` (no media), ``video`` or ``image`` (every item of that kind), or ``mixed``."""
+        kinds = {item.kind for item in self.media}
+        return "text" if not kinds else kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-KNOWN_KEYS = frozenset({"id", "video", "image", "conversations", "num_frames", "subtitles", "task"})
-"""Fields this project reads (data/README.md; ``task`` only by evaluations). Other fields are ignored (LLaVA-style files often carry extra
-metadata); the validator lists them as warnings so that a typo such as ``"vidoe"`` is noticed."""
+KNOWN_KEYS = frozenset({"id", "video", "image", "media", "conversations", "num_frames", "subtitles", "task"})
+"""Fields this project reads (data/README.md; ``task`` only by evaluations). Other fields are ignored (LLaVA-style
+files often carry extra metadata); the validator lists them as warnings so that a typo such as ``"vidoe"`` is
+noticed."""
+MEDIA_ITEM_KEYS = frozenset({"video", "image", "num_frames"})
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _media_items(record: dict[str, Any], root: Path, fail: Any) -> tuple[MediaItem, ...]:
+    """The record's media: its ``media`` list, or its ``video`` / ``image`` field as a one-item list."""
+    num_frames = record.get("num_frames")
+    if num_frames is not None and not _positive_int(num_frames):
+        raise fail(f"'num_frames' must be a positive integer, got {num_frames!r}")
+    single = [key for key in MEDIA_KINDS if key in record]
+    if "media" in record:
+        if single:
+            raise fail(f"has both 'media' and '{single[0]}'; list every image and video under 'media'")
+        entries = record["media"]
+        if not isinstance(entries, list) or not entries:
+            raise fail(f"'media' must be a non-empty list of {{\"video\": PATH}} / {{\"image\": PATH}}, got {entries!r}")
+    elif len(single) == 2:
+        raise fail("has both 'video' and 'image'; list several media items under 'media'")
+    elif single:
+        entries = [{single[0]: record[single[0]]}]
+    else:
+        return ()
+    items = []
+    for position, entry in enumerate(entries):
+        where = f"media item {position}" if "media" in record else f"'{single[0]}'"
+        if not isinstance(entry, dict):
+            raise fail(f"{where} must be an object like {{\"video\": PATH}}, got {entry!r}")
+        unknown = sorted(set(entry) - MEDIA_ITEM_KEYS)
+        kinds = [key for key in MEDIA_KINDS if key in entry]
+        if unknown or len(kinds) != 1:
+            raise fail(f"{where} must have exactly one of 'video' / 'image' (and optionally 'num_frames'), "
+                       f"got keys {sorted(entry)}")  # fmt: skip
+        kind = kinds[0]
+        value = entry[kind]
+        if not isinstance(value, str) or not value:
+            name = f"'{kind}'" if "media" not in record else f"{where} '{kind}'"
+            raise fail(f"{name} must be a non-empty path string, got {value!r}")
+        frames = entry.get("num_frames", num_frames)
+        if frames is not None and not _positive_int(frames):
+            raise fail(f"{where} 'num_frames' must be a positive integer, got {frames!r}")
+        items.append(MediaItem(kind, root / value, frames))
+    return tuple(items)
+
+
+def _describe_media(media: tuple[MediaItem, ...]) -> str:
+    if not media:
+        return "no image or video"
+    if len(media) == 1:
+        return f"one {media[0].kind}"
+    return f"{len(media)} media items ({', '.join(item.kind for item in media)})"
 
 
 def parse_record(record: Any, index: int, source: str, root: str | Path) -> Sample:
     """Check one record's schema and placeholder count, and convert it to xtuner's conversation format.
 
-    ``<video>`` becomes xtuner's ``<image>`` placeholder (one id in ``input_ids`` for either kind of media).
+    ``<video>`` becomes xtuner's ``<image>`` placeholder (one id in ``input_ids`` per media item, of either
+    kind). The k-th placeholder in reading order (over the human turns) stands for the k-th media item.
 
     Raises:
         RecordError: naming the record and the problem.
@@ -166,21 +260,11 @@ def parse_record(record: Any, index: int, source: str, root: str | Path) -> Samp
 
     if not isinstance(record, dict):
         raise fail(f"a record must be a JSON object, got {type(record).__name__}")
-    if "video" in record and "image" in record:
-        raise fail("has both 'video' and 'image'; one media item per record")
-    kind, media = "text", None
-    for key in ("video", "image"):
-        if key in record:
-            value = record[key]
-            if not isinstance(value, str) or not value:
-                raise fail(f"'{key}' must be a non-empty path string, got {value!r}")
-            kind, media = key, Path(root) / value
-    num_frames = record.get("num_frames")
-    if num_frames is not None and (not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1):
-        raise fail(f"'num_frames' must be a positive integer, got {num_frames!r}")
+    media = _media_items(record, Path(root), fail)
     subtitles = record.get("subtitles")
     if subtitles is not None and not isinstance(subtitles, str):
         raise fail(f"'subtitles' must be a path string, got {subtitles!r}")
+    task = record.get("task")
 
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
@@ -200,16 +284,14 @@ def parse_record(record: Any, index: int, source: str, root: str | Path) -> Samp
         if role == "system":
             if t != 0:
                 raise fail(f"turn {t}: a system turn may only come first")
+            if count:
+                raise fail("the system turn contains a media placeholder; placeholders go in human turns",
+                           "placeholders")  # fmt: skip
             system = value
         elif role == "user":
             if pending is not None:
                 raise fail(f"turn {t}: two human turns in a row")
             placeholders += count
-            if count > 1:
-                raise fail(
-                    f"turn {t} has {count} media placeholders but a record has at most one image or video",
-                    "placeholders",
-                )
             pending = _PLACEHOLDER.sub(IMAGE_TOKEN, value)
         else:
             if count:
@@ -225,36 +307,36 @@ def parse_record(record: Any, index: int, source: str, root: str | Path) -> Samp
         raise fail("no answer turn: a record needs at least one human turn followed by a gpt turn", "no_answer")
     if pending is not None:
         raise fail("the last human turn has no gpt answer", "no_answer")
-    expected = 0 if kind == "text" else 1
-    if placeholders != expected:
-        media_desc = f"one {kind}" if expected else "no image or video"
+    if placeholders != len(media):
         raise fail(
-            f"{placeholders} {IMAGE_TOKEN}/{VIDEO_TOKEN} placeholders but the record has {media_desc}; "
-            f"a record with media needs exactly one placeholder, a text-only record none",
+            f"{placeholders} media placeholders ({IMAGE_TOKEN}/{VIDEO_TOKEN}) in its human turns but the record "
+            f"has {_describe_media(media)}; each image or video needs exactly one placeholder, in the order of "
+            "its media, and a text-only record none",
             "placeholders",
         )
-    return Sample(index, rid, kind, media, num_frames, Path(root) / subtitles if subtitles else None, conversation)
+    return Sample(index, rid, media, Path(root) / subtitles if subtitles else None, conversation,
+                  task if isinstance(task, str) else None)  # fmt: skip
 
 
 def check_media_path(sample: Sample, source: str) -> None:
     """Cheap existence checks of a sample's files (no decoding): what training can find out before step 1.
 
-    Checks that the image or video exists, that a file is not empty, that a frame folder holds at least one
-    image file (``IMAGE_EXTENSIONS``), and that the subtitles file, if named, exists.
+    Checks that every image or video exists, that a file is not empty, that a frame folder holds at least one
+    image file (``IMAGE_EXTENSIONS``), and that the subtitles file, if named, exists. One ``stat`` per item.
 
     Raises:
-        RecordError: ``media_missing``, ``media_empty`` or ``subtitles_missing``.
+        RecordError: ``media_missing``, ``media_empty`` or ``subtitles_missing`` (the first problem found).
     """
 
     def fail(reason: str, category: str) -> RecordError:
         return RecordError(source, sample.index, sample.record_id, reason, category)
 
-    path = sample.media_path
-    if path is not None:
+    for item in sample.media:
+        path = item.path
         if not path.exists():
-            raise fail(f"{sample.kind} not found: {path}", "media_missing")
+            raise fail(f"{item.kind} not found: {path}", "media_missing")
         if path.is_dir():
-            if sample.kind == "image":
+            if item.kind == "image":
                 raise fail(f"image is a directory, expected an image file: {path}", "media_empty")
             with os.scandir(path) as entries:
                 has_frames = any(
@@ -267,7 +349,7 @@ def check_media_path(sample: Sample, source: str) -> None:
                     f"frame folder has no image files ({', '.join(IMAGE_EXTENSIONS)}): {path}", "media_empty"
                 )
         elif path.stat().st_size == 0:
-            raise fail(f"{sample.kind} file is empty (0 bytes): {path}", "media_empty")
+            raise fail(f"{item.kind} file is empty (0 bytes): {path}", "media_empty")
     if sample.subtitles is not None and not sample.subtitles.is_file():
         raise fail(f"subtitles file not found: {sample.subtitles}", "subtitles_missing")
 
@@ -284,15 +366,16 @@ def media_error_category(path: Path | None) -> str:
 
 
 def check_num_frames(sample: Sample, num_queries: int, source: str) -> None:
-    """A record's own ``num_frames`` must not exceed the visual token count (CCAM needs frames <= queries).
+    """A video's own ``num_frames`` must not exceed the visual token count (CCAM needs frames <= queries).
 
     Raises:
         RecordError: ``too_many_frames``.
     """
-    if sample.kind == "video" and sample.num_frames is not None and sample.num_frames > num_queries:
-        raise RecordError(
-            source, sample.index, sample.record_id,
-            f"num_frames={sample.num_frames} > num_queries={num_queries}: the CCAM projector needs at most one "
-            "frame per visual token; lower the record's num_frames",
-            "too_many_frames",
-        )  # fmt: skip
+    for item in sample.media:
+        if item.kind == "video" and item.num_frames is not None and item.num_frames > num_queries:
+            raise RecordError(
+                source, sample.index, sample.record_id,
+                f"num_frames={item.num_frames} > num_queries={num_queries}: the CCAM projector needs at most one "
+                "frame per visual token; lower the record's num_frames",
+                "too_many_frames",
+            )  # fmt: skip

@@ -4,18 +4,22 @@ For every record, in the order training would meet the problems:
 
 1. the JSON itself (a malformed JSONL line is a bad record, naming its line);
 2. the schema and the placeholder count against the media (:func:`records.parse_record`);
-3. a record's own ``num_frames`` against the visual token count (:func:`records.check_num_frames`);
-4. that the image / video / frame folder / subtitles file exists and is not empty
+3. each video's own ``num_frames`` against the visual token count (:func:`records.check_num_frames`);
+4. that every image / video / frame folder / subtitles file exists and is not empty
    (:func:`records.check_media_path`);
 5. with a tokenizer: the tokenised length against the text budget, i.e. the LLM context minus the fixed visual
-   tokens (:func:`dataset.tokenize_sample`): a sample whose placeholder or whole answer would be cut away is bad,
-   one that is only truncated is a warning saying how much of the answer survives;
-6. that the media decodes: exactly the frames the dataset's sampler takes (:meth:`video_io.FrameSampling.load`),
-   at least one frame and at most ``num_queries``. Decoding runs in a thread pool (decord, PyAV and PIL release
-   the GIL) or a process pool, and every distinct (file, frame count) is decoded once.
+   tokens of every media item (:func:`tokenize.tokenize_sample`): a sample whose placeholder or whole answer would
+   be cut away is bad, one that is only truncated is a warning saying how much of the answer survives;
+6. that every media item decodes: exactly the frames the dataset's sampler takes
+   (:meth:`video_io.FrameSampling.load`), at least one frame and at most ``num_queries``. Decoding runs in a
+   thread pool (decord, PyAV and PIL release the GIL) or a process pool, and every distinct (file, frame count)
+   is decoded once.
 
-A record is *bad* exactly when a training run with ``on_error="raise"`` would stop on it (or ``"skip"`` would
-drop it). :func:`validate_data` returns a :class:`ValidationReport`; nothing here prints except the progress bars.
+Steps 1-5 are the checks the training index runs (:mod:`videoccam.dataset.index`), so a record is *bad* exactly
+when a training run with ``on_error="raise"`` would stop on it (or ``"skip"`` would drop it); where training
+stops at a record's first problem, the validator lists them all. :func:`validate_data` returns a
+:class:`ValidationReport`; nothing here prints except the progress bars. It holds every record's result in
+memory: for very large files, validate a sample of shards or rely on training's index (``tools/build_index.py``).
 """
 
 from __future__ import annotations
@@ -59,10 +63,12 @@ class RecordResult:
     Attributes:
         index: 0-based record index (as in training's error messages and ``skipped_samples.json``).
         record_id: The record's ``id``, if any.
-        kind: ``video``, ``image``, ``text``, or ``None`` when the record could not be parsed.
+        kind: ``video``, ``image``, ``text``, ``mixed`` (several kinds of media), or ``None`` when the record
+            could not be parsed.
         errors: Problems that make the record unusable: ``{"category", "reason"}`` dicts.
         warnings: Problems training tolerates (truncation that keeps part of the answer, unknown fields).
-        num_frames: Frames the sampler takes from its media (after decoding), if checked.
+        num_frames: Frames the sampler takes from all its media (after decoding), if checked.
+        media_frames: The same per media item, in placeholder order.
         num_tokens: LLM length before truncation (text + visual tokens), if a tokenizer was given.
         truncated: Whether training truncates the sample.
     """
@@ -73,6 +79,7 @@ class RecordResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     num_frames: int | None = None
+    media_frames: list[int] | None = None
     num_tokens: int | None = None
     truncated: bool = False
 
@@ -272,7 +279,10 @@ def _decode_media(
     # Decode each distinct (media, frame count) once: QA datasets often ask several questions per video.
     jobs: dict[tuple[str, str, int | None], list[int]] = {}
     for index, sample in to_decode.items():
-        jobs.setdefault((str(sample.media_path), sample.kind, sample.num_frames), []).append(index)
+        for item in sample.media:
+            users = jobs.setdefault((str(item.path), item.kind, item.num_frames), [])
+            if index not in users:
+                users.append(index)
     outcomes: dict[tuple[str, str, int | None], tuple[int | None, str]] = {}
     bar = tqdm(total=len(jobs), desc="decoding media", disable=not progress or not jobs, mininterval=1)
     if workers == 1 or len(jobs) <= 1:
@@ -286,20 +296,22 @@ def _decode_media(
                 outcomes[futures[future]] = future.result()
                 bar.update()
     bar.close()
-    for key, indices in jobs.items():
-        frames, reason = outcomes[key]
-        for index in indices:
-            result, sample = results[index], to_decode[index]
-            if frames is None:
-                category = media_error_category(sample.media_path)
-                result.add_error(RecordError(source, index, result.record_id, reason, category))
-            elif num_queries is not None and frames > num_queries:
+    for index, sample in to_decode.items():
+        result, frames = results[index], []
+        for item in sample.media:
+            count, reason = outcomes[(str(item.path), item.kind, item.num_frames)]
+            if count is None:
+                result.add_error(RecordError(source, index, result.record_id, reason, media_error_category(item.path)))
+                break
+            if num_queries is not None and count > num_queries:
                 result.add_error(RecordError(
                     source, index, result.record_id,
-                    f"{sample.media_path}: {frames} frames > num_queries={num_queries}", "too_many_frames",
+                    f"{item.path}: {count} frames > num_queries={num_queries}", "too_many_frames",
                 ))  # fmt: skip
-            else:
-                result.num_frames = frames
+                break
+            frames.append(count)
+        else:
+            result.media_frames, result.num_frames = frames, sum(frames)
 
 
 def validate_data(
@@ -353,7 +365,7 @@ def validate_data(
     records = load_records(data_path, on_error="skip")
     tokenize = None
     if length_check:
-        from videoccam.dataset.dataset import tokenize_sample  # imports xtuner: only when needed
+        from videoccam.dataset.tokenize import tokenize_sample
 
         def tokenize(sample: Sample) -> dict[str, Any]:
             return tokenize_sample(sample, tokenizer, template, max_length, num_queries, source)
@@ -366,10 +378,11 @@ def validate_data(
         results.append(result)
         _warn_fields_and_ids(result, record, seen_ids)
         sample = _check_record(result, record, source, root, num_queries, max_length, tokenize)
-        if sample is not None and sample.kind != "text" and decode:
+        if sample is not None and sample.media and decode:
             to_decode[index] = sample
         elif sample is not None and sample.kind == "image":
-            result.num_frames = 1
+            result.media_frames = [1] * len(sample.media)
+            result.num_frames = len(sample.media)
     _decode_media(results, to_decode, source, sampling, num_queries, workers, pool, progress)
 
     settings = {

@@ -46,7 +46,8 @@ def _strip_placeholder(text: str) -> str:
 def _training_dataset(dataset: Any) -> Any:
     """The first dataset (possibly wrapped) with the training pipeline the hook reuses."""
     for candidate in _datasets(dataset):
-        if all(hasattr(candidate, a) for a in ("tokenizer", "template", "load_pixel_values", "samples", "data_root")):
+        if all(hasattr(candidate, a) for a in ("tokenizer", "template", "load_pixel_values", "single_media_rows",
+                                               "data_root")):
             return candidate
     raise TypeError(
         f"SampleAnswersHook needs a VideoCCAMDataset in train_dataloader (its tokenizer, template and frame "
@@ -110,14 +111,15 @@ class SampleAnswersHook(Hook):
         """The first video and the first image of the training data whose media load, with their first question."""
         picked = []
         for kind in ("video", "image"):
-            for found in (s for s in dataset.samples if s.kind == kind):
-                sample = dataclasses.replace(found, conversation=found.conversation[:1],
-                                             num_frames=self.num_frames or found.num_frames)  # fmt: skip
+            for row in dataset.single_media_rows(kind):
+                found = dataset.sample(row)
+                item = dataclasses.replace(found.media[0], num_frames=self.num_frames or found.media[0].num_frames)
+                sample = dataclasses.replace(found, conversation=found.conversation[:1], media=(item,))
                 try:
                     picked.append((sample, dataset.load_pixel_values(sample)))
                     break
                 except ValueError as e:  # RecordError / MediaLoadError: a broken file in a skip-on-error dataset
-                    print_log(f"SampleAnswersHook: not using {sample.media_path}: {e}", "current", logging.WARNING)
+                    print_log(f"SampleAnswersHook: not using {item.path}: {e}", "current", logging.WARNING)
         if not picked:
             raise ValueError("SampleAnswersHook has no samples and no video or image of the training data loads")
         return picked
@@ -184,7 +186,7 @@ class SampleAnswersHook(Hook):
         for sample, pixel_values in self._samples(dataset):
             self._prepared.append({
                 "question": _strip_placeholder(sample.conversation[0]["input"]),
-                "media": None if sample.media_path is None else str(sample.media_path),
+                "media": str(sample.media[0].path) if sample.media else None,
                 "input_ids": torch.tensor(self._prompt_ids(sample, dataset), dtype=torch.long),
                 "pixel_values": pixel_values,
                 # uint8 frames (the dataset's normalize_in_model) are normalised by the model, as in training
