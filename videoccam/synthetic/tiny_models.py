@@ -203,7 +203,7 @@ class ShapeFrames(NamedTuple):
     """Frames of :func:`shape_frames` and what they show (colour ``1 + index in COLORS``, shape ``1 + index in
     SHAPES``, 0 for background / no shape)."""
 
-    pixels: Any  # float32 [n, 3, size, size] in [-1, 1] (the tiny image processor's normalisation)
+    pixels: Any  # uint8 [n, 3, size, size] (:func:`normalized` gives the model's input)
     patch_color: Any  # int64 [n, p], p = (size // patch)^2, row-major as SigLIP orders its tokens
     patch_shape: Any  # int64 [n, p]
     color: Any  # int64 [n]: the frame's shape's colour
@@ -215,8 +215,8 @@ def shape_frames(rng, count: int, size: int, patch: int) -> ShapeFrames:
 
     Each frame holds one shape of :mod:`~videoccam.synthetic.shapes` (random colour, shape and position, the
     videos' size) on the dark background, or (one frame in ten) nothing. A patch is labelled with the shape
-    covering more than a quarter of it. Time and memory grow linearly in ``count`` (about 50 KB of float pixels
-    per 64 x 64 frame).
+    covering more than a quarter of it. Time and memory grow linearly in ``count`` (12 KB of pixels per 64 x 64
+    frame).
     """
     import numpy as np
     import torch
@@ -241,8 +241,14 @@ def shape_frames(rng, count: int, size: int, patch: int) -> ShapeFrames:
             patch_shape[i] = np.where(share > 0.25, k + 1, 0)
             color[i], shape[i] = c + 1, k + 1
         pixels[i] = np.asarray(image)
-    tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
     return ShapeFrames(tensor, *(torch.from_numpy(a) for a in (patch_color, patch_shape, color, shape)))
+
+
+def normalized(pixels):
+    """uint8 frames [n, 3, h, w] as the tiny image processor gives them to SigLIP: float32 in [-1, 1]
+    (rescale by 1/255, then mean = std = 0.5)."""
+    return pixels.float() / 127.5 - 1.0
 
 
 def pretrain_siglip(model, steps: int, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
@@ -286,7 +292,7 @@ def pretrain_siglip(model, steps: int, seed: int = 0, batch_size: int = 64, lr: 
     with _one_thread():
         for _ in range(steps):
             index = torch.randint(pool_size, (batch_size,), generator=generator)
-            hidden = model(pixel_values=frames.pixels[index], output_hidden_states=True).hidden_states
+            hidden = model(pixel_values=normalized(frames.pixels[index]), output_hidden_states=True).hidden_states
             features = hidden[feature_layer]  # [b, p, d]
             loss = loss_of(patch_head(features), frames.patch_color[index], frames.patch_shape[index])
             loss = loss + loss_of(frame_head(features.mean(1)), frames.color[index], frames.shape[index])
