@@ -94,7 +94,8 @@ def index_dir(tmp_path_factory) -> Path:
 def tiny_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_models")
     # random LLM weights: fast, and no test depends on what the LLM knows
-    assert load_tool("make_tiny_models").main(["--out", str(out), "--pretrain-steps", "0"]) == 0
+    assert load_tool("make_tiny_models").main(["--out", str(out), "--pretrain-steps", "0",
+                                                  "--vision-pretrain-steps", "0"]) == 0
     return out
 
 

@@ -8,8 +8,13 @@ features of the training frames are cached in OUT/feature_cache by the first epo
 epoch and by the second variant (--no-feature-cache when a config trains the vision tower). Without --train /
 --test / --root it generates a temporal task (videoccam.synthetic.shapes.generate_temporal: the order in which
 coloured shapes appear, the direction a shape moves; the answer depends on frame order, not on the set of
-frames); with the default config it also builds the tiny models if they are missing. Each test question is scored by exact match of the reply's first word with the answer's first word
-(case-insensitive), per ``task`` field when the data has one.
+frames); with the default config it also builds the tiny models if they are missing.
+
+Scoring, per ``task`` field when the data has one: a reply to your own test records is right when it equals the
+answer after normalisation (lower case, punctuation and the articles a / an / the removed: "red square" matches
+"The red square.", "A red square appears." does not); a reply to the generated questions is right when it names
+the answer's content words (its colours, shapes and directions, in order: "Red, I think." matches "Red.",
+"Red or blue." does not). The table's last lines name the rule of each task.
 
 Writes OUT/results.json (``{"ccam": {"16": acc, "64": acc}, "no_mask": {...}, "per_task": {...}}``),
 OUT/results.png (accuracy against frames) and each variant's work dir; prints a table. Exits 1 if a run
@@ -26,8 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from videoccam.cli import parse_cfg_options, parse_frame_counts
+from videoccam.evaluation.grounding import ContentWords, ExactMatch
 from videoccam.evaluation.temporal_ablation import DEFAULT_CONFIG, ROOT, plot_results, run_ablation
-from videoccam.synthetic.shapes import generate_temporal
+from videoccam.synthetic.shapes import CONTENT_VOCABULARIES, generate_temporal
 from videoccam.synthetic.tiny_models import make_tiny_models
 
 
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give --train, --test and --root together (or none of them to generate the temporal task)")
     out = Path(args.out)
     start = time.time()
+    rule = ExactMatch() if any(given) else ContentWords(CONTENT_VOCABULARIES)
     if not any(given):
         data = generate_temporal(out / "data", num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                                  frames=max(64, *args.eval_frames))  # fmt: skip
@@ -73,15 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.train, args.test, args.root, out, config=args.config, train_frames=args.train_frames,
             eval_frames=args.eval_frames, seed=args.seed, cfg_options=options,
             batch_size=args.batch_size, feature_cache=None if args.no_feature_cache else out / "feature_cache",
+            rule=rule,
         )  # fmt: skip
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         print(f"ablation failed: {error}", file=sys.stderr)
         return 1
     print(result.table())
+    summary = json.loads((out / "results.json").read_text())
+    print("scored by: " + "; ".join(f"{task}: {rule}" for task, rule in summary["rules"].items()))
     png = plot_results(result, out / "results.png")
     print(f"wrote {out / 'results.json'} and {png} in {time.time() - start:.0f} s")
-    summary = json.loads((out / "results.json").read_text())
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_task"}))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("per_task", "rules")}))
     return 0
 
 

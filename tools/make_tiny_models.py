@@ -1,5 +1,4 @@
-"""Write tiny random-weight SigLIP, Qwen2 and Phi-3 models (with tokenizers) for the tiny configs, tests and the
-quickstart.
+"""Write tiny SigLIP, Qwen2 and Phi-3 models (with tokenizers) for the tiny configs, tests and the quickstart.
 
     python tools/make_tiny_models.py --out work_dirs/tiny_models
 
@@ -13,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from videoccam.synthetic import tiny_models
-from videoccam.synthetic.tiny_models import PRETRAIN_STEPS, make_tiny_models
+from videoccam.synthetic.tiny_models import PRETRAIN_STEPS, VISION_PRETRAIN_STEPS, make_tiny_models
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,8 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
                         help="next-token training steps of each tiny LLM on synthetic chat text; 0 = random "
                         "weights (default: %(default)s)")
+    parser.add_argument("--vision-pretrain-steps", type=int, default=VISION_PRETRAIN_STEPS,
+                        help="training steps of the tiny SigLIP on labelled shape frames; 0 = random weights "
+                        "(default: %(default)s)")
     args = parser.parse_args(argv)
-    make_tiny_models(args.out, force=args.force, seed=args.seed, pretrain_steps=args.pretrain_steps)
+    make_tiny_models(args.out, force=args.force, seed=args.seed, pretrain_steps=args.pretrain_steps,
+                     vision_pretrain_steps=args.vision_pretrain_steps)  # fmt: skip
     return 0
 
 

@@ -1,5 +1,5 @@
-"""videoccam/evaluation/grounding.py: frame-ablation losses, first-word accuracy, the gate; and a tiny model that
-learns from its frames passes it while the same model untrained does not."""
+"""videoccam/evaluation/grounding.py: frame-ablation losses, answer scoring and accuracy, the gate; and a tiny model
+that learns from its frames passes it while the same model untrained does not."""
 
 from __future__ import annotations
 
@@ -14,14 +14,20 @@ from PIL import Image, ImageDraw
 from tests.conftest import ROOT
 from videoccam.evaluation.backend import ScriptedBackend
 from videoccam.evaluation.grounding import (
+    AccuracyReport,
+    ContentWords,
+    ExactMatch,
+    GroundingReport,
     ablate_frames,
+    answer_accuracy,
+    answer_words,
     check_grounding,
     derangement,
-    first_word,
-    first_word_accuracy,
     frame_ablation_losses,
     qa_items,
 )
+from videoccam.evaluation.metrics import Tally
+from videoccam.synthetic.shapes import CONTENT_VOCABULARIES
 
 
 def test_derangement_moves_every_item_and_is_seeded():
@@ -91,11 +97,60 @@ def test_uint8_frames_are_normalised_as_in_training_and_blank_is_mid_grey():
     assert ablate_frames(items, "blank")[0]["pixel_values"].dtype == torch.uint8
 
 
-def test_first_word():
-    assert first_word(" Red.") == "red"
-    assert first_word("left, then right") == "left"
-    assert first_word("...") == ""
-    assert first_word("") == ""
+def test_answer_words():
+    assert answer_words("The green square.") == ["green", "square"]
+    assert answer_words(" Red!") == ["red"]
+    assert answer_words("A.") == ["a"]  # an option letter is not an article
+    assert answer_words("...") == [] and answer_words("") == []
+
+
+def test_exact_match_compares_the_whole_normalised_answer():
+    rule = ExactMatch()
+    assert rule("green square", "The green square.") and rule("GREEN.", "Green") and rule("(A)", "A.")
+    # the first word agrees, the answer does not (a first-word rule scored these right)
+    assert not rule("The red circle.", "The green square.")
+    assert not rule("A green square appears.", "The green square.")
+    assert not rule("", "Red.") and not rule("...", "")
+    assert rule.label("Red.") == "exact match"
+
+
+SYNTHETIC = ContentWords(CONTENT_VOCABULARIES)
+
+
+@pytest.mark.parametrize(("reply", "answer", "correct"), [
+    ("The red circle.", "The green square.", False),  # right under a first-word rule: "the" == "the"
+    ("Green square", "The green square.", True),  # wrong under a first-word rule: "green" != "the"
+    ("It is a green square.", "The green square.", True),
+    ("A green circle.", "The green square.", False),  # a conflicting shape
+    ("Green.", "The green square.", False),  # the shape missing
+    ("The green square, then a red square.", "The green square.", False),
+    ("Red square", "Red.", True),  # a colour question: the shape is free
+    ("Red, I think.", "Red.", True),
+    ("Red or blue", "Red.", False),
+    ("Blue.", "Red.", False),
+    ("A red square appears, then a blue circle.", "A red square appears, then a blue circle.", True),
+    ("A blue circle appears, then a red square.", "A red square appears, then a blue circle.", False),  # order
+    ("A red circle appears, then a blue square.", "A red square appears, then a blue circle.", False),
+    ("Two.", "Two shapes appear.", True),
+    ("Three shapes appear.", "Two shapes appear.", False),
+    ("The red square moves from the left to the right.", "A red square moves from the left to the right.", True),
+    ("It moves from the left to the right.", "A red square moves from the left to the right.", False),
+    ("A red square moves from the right to the left.", "A red square moves from the left to the right.", False),
+    ("No corners at all.", "No, a circle has no corners.", False),
+    ("A circle? No.", "No, a circle has no corners.", True),
+    ("yes it does", "Yes, it does.", True),  # an answer without content words: exact match
+    ("Yes.", "Yes, it does.", False),
+])  # fmt: skip
+def test_content_words_score_what_carries_the_answer(reply, answer, correct):
+    assert SYNTHETIC(reply, answer) is correct
+
+
+def test_content_words_label_names_the_vocabularies_an_answer_uses():
+    assert SYNTHETIC.label("Red.") == "content words (color)"
+    assert SYNTHETIC.label("The red square.") == "content words (color, shape)"
+    assert SYNTHETIC.label("Three shapes appear.") == "content words (number)"
+    assert SYNTHETIC.label("No, a circle has no corners.") == "content words (shape)"
+    assert SYNTHETIC.label("Yes.") == "exact match"
 
 
 def _records():
@@ -136,7 +191,7 @@ def test_qa_items_and_their_errors(tmp_path):
         qa_items([late], tmp_path)
 
 
-def test_first_word_accuracy_scores_first_words_per_task_and_encodes_each_file_once(tmp_path):
+def test_answer_accuracy_scores_each_task_by_its_rule_and_encodes_each_file_once(tmp_path):
     replies = {"Which color appears first?": "red, I think", "Which way does the square move?": "Right.",
                "What color is the shape?": "Blue", "Which color appears last?": "green."}  # fmt: skip
     backend = ScriptedBackend(lambda prompt: replies[prompt.split("\n", 1)[1]])
@@ -146,26 +201,58 @@ def test_first_word_accuracy_scores_first_words_per_task_and_encodes_each_file_o
         loads.append(path)
         return [Image.new("RGB", (8, 8), (len(loads) * 40, 0, 0))] * (1 if kind == "image" else 4)
 
-    report = first_word_accuracy(backend, qa_items(_records(), tmp_path), load_frames, batch_size=3)
+    report = answer_accuracy(backend, qa_items(_records(), tmp_path), load_frames, SYNTHETIC, batch_size=3)
     assert {task: (t.correct, t.total) for task, t in report.tallies.items()} == {
         "order": (2, 2), "direction": (0, 1), "all": (1, 1)}  # fmt: skip
     assert report.accuracy() == 0.75 and report.accuracy(["order"]) == 1.0 and math.isnan(report.accuracy(["x"]))
+    assert report.rules == {"order": "content words (color)", "direction": "content words (direction)",
+                            "all": "content words (color)"}  # fmt: skip
     assert sorted(loads) == sorted({tmp_path / "v/a.mp4", tmp_path / "v/b.mp4", tmp_path / "i/c.jpg"})
-    assert [r["reply"] for r in report.replies] == ["red, I think", "Right.", "Blue", "green."]
+    assert [(r["reply"], r["correct"]) for r in report.replies] == [
+        ("red, I think", True), ("Right.", False), ("Blue", True), ("green.", True)]  # fmt: skip
+    # the general rule (the default) wants the whole answer
+    exact = answer_accuracy(backend, qa_items(_records(), tmp_path), load_frames, batch_size=3)
+    assert [r["correct"] for r in exact.replies] == [False, False, True, True]
+    assert set(exact.rules.values()) == {"exact match"}
 
 
 def test_check_grounding_names_each_failed_criterion():
-    ok = {"real": 0.3, "shuffled": 0.6, "blank": 0.5}
+    ok = {"real": 0.3, "shuffled": 0.65, "blank": 0.61}
     assert check_grounding(ok, accuracy=0.9, chance=0.25) == []
-    failures = check_grounding({"real": 0.45, "shuffled": 0.5, "blank": 0.9}, accuracy=0.35, chance=0.25)
+    failures = check_grounding({"real": 0.45, "shuffled": 0.5, "blank": 0.95}, accuracy=0.45, chance=0.25)
     assert len(failures) == 2
-    assert "loss with real frames 0.4500 is not 20% below the loss with shuffled frames 0.5000" in failures[0]
-    assert "content accuracy 35.0% is not clearly above chance 25.0% (needs >= 1.5 x chance = 37.5%)" in failures[1]
-    assert check_grounding(ok, accuracy=0.49, chance=0.25, min_accuracy_over_chance=2.0) != []
+    assert "loss with real frames 0.4500 is not 50% below the loss with shuffled frames 0.5000" in failures[0]
+    assert "content accuracy 45.0% is not clearly above chance 25.0% (needs >= 2 x chance = 50.0%)" in failures[1]
+    assert check_grounding({"real": 0.3, "shuffled": 0.59, "blank": 0.9}, accuracy=0.9, chance=0.25) == [
+        "loss with real frames 0.3000 is not 50% below the loss with shuffled frames 0.5900 (needs <= 0.2950)"]
+    assert check_grounding(ok, accuracy=0.49, chance=0.25, min_accuracy_over_chance=1.5) == []
     # with few questions a lucky guesser must not pass: 3 binomial standard errors above chance
-    assert check_grounding(ok, accuracy=0.45, chance=0.25, num_questions=1000) == []
-    few = check_grounding(ok, accuracy=0.45, chance=0.25, num_questions=20)
+    assert check_grounding(ok, accuracy=0.55, chance=0.25, num_questions=1000) == []
+    assert check_grounding(ok, accuracy=0.55, chance=0.25, num_questions=20) == []
+    few = check_grounding(ok, accuracy=0.53, chance=0.25, num_questions=20)
     assert len(few) == 1 and "chance + 3 standard errors over 20 questions = 54.0%" in few[0]
+    # one task read well cannot carry another one read at chance
+    per_task = {"first_color": (0.9, 0.25), "first_shape": (0.3, 1 / 3)}
+    weak = check_grounding(ok, accuracy=0.6, chance=0.29, per_task=per_task, min_task_over_chance=1.5)
+    assert weak == ["first_shape: accuracy 30.0% is below 1.5 x its chance 33.3% (needs >= 50.0%)"]
+
+
+def test_grounding_report_table_names_each_tasks_rule_and_chance():
+    accuracy = AccuracyReport({"first_color": Tally(60, 80), "first_shape": Tally(40, 80), "describe": Tally(8, 80)},
+                              rules={"first_color": "content words (color)", "first_shape": "content words (shape)",
+                                     "describe": "content words (color, shape)"})  # fmt: skip
+    report = GroundingReport({"real": 0.3, "shuffled": 0.7, "blank": 0.65}, accuracy,
+                             {"first_color": 0.25, "first_shape": 1 / 3})  # fmt: skip
+    assert report.content_tasks == ("first_color", "first_shape") and report.content_questions == 160
+    assert report.content_accuracy == 100 / 160 and report.chance == pytest.approx((0.25 + 1 / 3) / 2)
+    lines = report.table().splitlines()
+    assert lines[5].split() == ["first_color", "60/80", "75.0%", "chance", "25.0%", "content", "words", "(color)"]
+    assert lines[7].split() == ["describe", "8/80", "10.0%", "content", "words", "(color,", "shape)"]
+    assert lines[8].split() == ["content", "questions:", "62.5%", "of", "160", "(chance", "29.2%)"]
+    assert report.to_dict()["rules"]["first_shape"] == "content words (shape)"
+    assert report.failures(min_task_over_chance=1.4) == []
+    assert report.failures() == [  # the gate's defaults: every content task at least twice its chance
+        "first_shape: accuracy 50.0% is below 2 x its chance 33.3% (needs >= 66.7%)"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

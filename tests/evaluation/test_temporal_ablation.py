@@ -12,7 +12,8 @@ from videoccam.evaluation.temporal_ablation import VARIANTS, AblationResult, plo
 
 
 def _report(order: tuple[int, int], direction: tuple[int, int]) -> AccuracyReport:
-    return AccuracyReport({"order": Tally(*order), "direction": Tally(*direction)})
+    return AccuracyReport({"order": Tally(*order), "direction": Tally(*direction)},
+                          rules={"order": "content words (color)", "direction": "content words (direction)"})
 
 
 @pytest.fixture
@@ -27,6 +28,7 @@ def test_results_dict_and_table(result):
     data = result.to_dict()
     assert data["ccam"] == {"16": 0.95, "64": 0.85} and data["no_mask"] == {"16": 0.45, "64": 0.5}
     assert data["per_task"]["ccam"]["64"] == {"order": 0.8, "direction": 0.9}
+    assert data["rules"] == {"order": "content words (color)", "direction": "content words (direction)"}
     table = result.table().splitlines()
     assert table[0].split() == ["variant", "frames", "all", "order", "direction"]
     assert table[2].split() == ["ccam", "16", "0.950", "0.900", "1.000"]

@@ -28,7 +28,9 @@ def test_ablation_smoke(tiny_models, tmp_path, capsys):
         "--cfg-options", *options])  # fmt: skip
     assert status == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"ccam", "no_mask", "per_task"}
+    assert set(results) == {"ccam", "no_mask", "per_task", "rules"}
+    # the generated questions are scored by their content words (colour, direction), and the table says so
+    assert results["rules"] == {"order": "content words (color)", "direction": "content words (direction)"}
     for variant in ("ccam", "no_mask"):
         assert set(results[variant]) == {"4", "8"} and all(0.0 <= v <= 1.0 for v in results[variant].values())
         assert set(results["per_task"][variant]["8"]) == {"order", "direction"}
@@ -43,6 +45,7 @@ def test_ablation_smoke(tiny_models, tmp_path, capsys):
     assert len(list((out / "feature_cache").rglob("*.safetensors"))) >= 8
     printed = capsys.readouterr().out
     assert "variant" in printed and "no_mask" in printed and "direction" in printed
+    assert "scored by: order: content words (color); direction: content words (direction)" in printed
     with Image.open(out / "results.png") as image:
         assert image.size[0] > 400 and image.size[1] > 300
 
@@ -58,3 +61,29 @@ def test_ablation_arguments(tmp_path, capsys):
                         str(tmp_path), "--out", str(tmp_path / "o")])  # fmt: skip
     assert status == 1
     assert "missing.json does not exist" in capsys.readouterr().err
+
+
+def test_users_records_are_scored_by_exact_match(tmp_path, monkeypatch, capsys):
+    """Own --train/--test/--root: the general rule (normalised exact match), named in the output."""
+    from videoccam.evaluation.grounding import AccuracyReport, ExactMatch
+    from videoccam.evaluation.metrics import Tally
+    from videoccam.evaluation.temporal_ablation import AblationResult
+
+    tool = load_tool("ablate_temporal")
+    seen = {}
+
+    def fake_run_ablation(train, test, root, out, **kwargs):
+        seen.update(kwargs)
+        report = AccuracyReport({"all": Tally(1, 2)}, rules={"all": kwargs["rule"].label("The man opens a door.")})
+        result = AblationResult({"ccam": {16: report}, "no_mask": {16: report}})
+        (out / "results.json").write_text(json.dumps(result.to_dict()))
+        return result
+
+    monkeypatch.setattr(tool, "run_ablation", fake_run_ablation)
+    for name in ("t.json", "v.json"):
+        (tmp_path / name).write_text("[]")
+    (tmp_path / "o").mkdir()
+    assert tool.main(["--train", str(tmp_path / "t.json"), "--test", str(tmp_path / "v.json"), "--root",
+                      str(tmp_path), "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    assert isinstance(seen["rule"], ExactMatch)
+    assert "scored by: all: exact match" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Does a trained model use its frames? Frame-ablation losses and first-word accuracy on held-out QA data.
+"""Does a trained model use its frames? Frame-ablation losses and answer accuracy on held-out QA data.
 
 A falling training loss is not proof that a video-language model looks at its video: the loss can fall on text
 priors alone while the visual path carries nothing. Two checks here show whether it does:
@@ -7,9 +7,11 @@ priors alone while the visual path carries nothing. Two checks here show whether
   frames of *another* sample (``shuffled``: a fixed derangement over the media samples) and with blank frames
   (``blank``: uniform mid-grey: 128 for the dataset's uint8 frames, 0 for normalised ones). A model that uses
   its input has a clearly lower loss with the real frames than with either of the others.
-* :func:`first_word_accuracy`: greedy replies to questions whose answer starts with the content word (``"Red."``,
-  ``"Left."``), scored by exact match of the reply's first word with the answer's first word (case and
-  punctuation ignored), per ``task`` field of the records.
+* :func:`answer_accuracy`: greedy replies to the questions, per ``task`` field of the records, each scored by what
+  carries its answer: :class:`ContentWords` (the answer's words of given vocabularies, e.g. colour and shape:
+  ``"Green square"`` is right and ``"The red circle."`` wrong against ``"The green square."``) or
+  :class:`ExactMatch` (the whole answer after normalisation, for answers of any vocabulary). The report names the
+  rule of each task.
 
 :func:`check_grounding` turns both into pass / fail messages (the quickstart's gate).
 
@@ -24,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -34,6 +36,12 @@ from videoccam.evaluation.metrics import Tally
 from videoccam.model.hf.constants import IGNORE_INDEX
 
 FRAME_CONDITIONS: tuple[str, ...] = ("real", "shuffled", "blank")
+MIN_RELATIVE_GAP = 0.5
+"""The gate: the real-frame loss is at most half the shuffled- and the blank-frame loss."""
+MIN_ACCURACY_OVER_CHANCE = 2.0
+"""The gate: the pooled content accuracy is at least twice chance."""
+MIN_TASK_OVER_CHANCE = 2.0
+"""The gate: every content task's accuracy is at least twice its chance."""
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -158,15 +166,73 @@ def frame_ablation_losses(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# First-word accuracy
+# Scoring a free-form reply against its reference answer
 # ----------------------------------------------------------------------------------------------------------------
-_WORD = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+")
+ARTICLES = frozenset({"a", "an", "the"})
 
 
-def first_word(text: str) -> str:
-    """The first word of ``text``, lower-cased, without punctuation (``" Red."`` -> ``"red"``; ``""`` if none)."""
-    match = _WORD.search(text)
-    return match.group(0).lower() if match else ""
+def answer_words(text: str) -> list[str]:
+    """The words of ``text``, lower-cased, without punctuation and without the articles a / an / the (kept when
+    they are all there is, so that an option letter ``"A."`` stays ``["a"]``).
+
+    ``"The green square."`` -> ``["green", "square"]``; ``" Red!"`` -> ``["red"]``; ``"..."`` -> ``[]``.
+    """
+    words = _WORD.findall(text.lower())
+    content = [word for word in words if word not in ARTICLES]
+    return content or words
+
+
+@dataclass(frozen=True)
+class ExactMatch:
+    """Correct when the reply equals the answer after normalisation (:func:`answer_words`: case, punctuation and
+    articles ignored): ``"green square"`` matches ``"The green square."``, ``"Green."`` matches ``"green"``, while
+    ``"The red circle."`` or ``"A green square appears."`` do not match ``"The green square."``.
+
+    The general rule, for answers of any vocabulary (users' own records).
+    """
+
+    def __call__(self, reply: str, answer: str) -> bool:
+        expected = answer_words(answer)
+        return bool(expected) and answer_words(reply) == expected
+
+    def label(self, answer: str) -> str:
+        """What this rule compared for ``answer`` (for the report)."""
+        return "exact match"
+
+
+@dataclass(frozen=True)
+class ContentWords:
+    """Correct when the reply names the answer's content words: for every vocabulary (``color``, ``shape``, ...)
+    the answer uses, the reply's words from that vocabulary are exactly the answer's, in the same order; words of
+    vocabularies the answer does not use, and every other word, are free.
+
+    ``"Green square"`` and ``"It is a green square."`` match ``"The green square."``; ``"The red circle."``,
+    ``"A green circle."`` (a conflicting shape), ``"Green."`` (the shape missing) and ``"The green square, then a
+    red square."`` do not. For ``"Red."`` (only a colour) ``"Red square"`` matches and ``"Red or blue"`` does not. A
+    description ``"A red square appears, then a blue circle."`` needs both colours and both shapes in this order.
+    An answer with no content word falls back to :class:`ExactMatch`.
+
+    Time per reply: linear in the number of its words.
+    """
+
+    vocabularies: Mapping[str, frozenset[str]]  # vocabulary name -> its words (lower case)
+
+    def _content(self, text: str) -> dict[str, list[str]]:
+        words = _WORD.findall(text.lower())
+        return {name: [w for w in words if w in vocabulary] for name, vocabulary in self.vocabularies.items()}
+
+    def __call__(self, reply: str, answer: str) -> bool:
+        expected = {name: words for name, words in self._content(answer).items() if words}
+        if not expected:
+            return ExactMatch()(reply, answer)
+        got = self._content(reply)
+        return all(got[name] == words for name, words in expected.items())
+
+    def label(self, answer: str) -> str:
+        """``"content words (color, shape)"``: the vocabularies ``answer`` uses (or ``"exact match"``)."""
+        used = [name for name, words in self._content(answer).items() if words]
+        return f"content words ({', '.join(used)})" if used else ExactMatch().label(answer)
 
 
 @dataclass
@@ -207,12 +273,21 @@ def qa_items(records: Iterable[Mapping[str, Any]], root: str | Path, source: str
     return items
 
 
+class AnswerRule(Protocol):
+    """Scores a reply against its reference answer (:class:`ExactMatch`, :class:`ContentWords`)."""
+
+    def __call__(self, reply: str, answer: str) -> bool: ...
+
+    def label(self, answer: str) -> str: ...
+
+
 @dataclass
 class AccuracyReport:
-    """Per-task first-word accuracy and the replies behind it."""
+    """Per-task accuracy, the rule each task was scored by, and the replies behind it."""
 
     tallies: dict[str, Tally]
-    replies: list[dict[str, str]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    rules: dict[str, str] = field(default_factory=dict)  # task -> how its replies were scored
 
     def accuracy(self, tasks: Sequence[str] | None = None) -> float:
         """Pooled accuracy (0-1) over ``tasks`` (all when None); NaN when there is no question."""
@@ -221,27 +296,34 @@ class AccuracyReport:
         return sum(t.correct for t in chosen) / total if total else math.nan
 
 
-def first_word_accuracy(
+def answer_accuracy(
     backend: VideoQABackend,
     items: Sequence[QAItem],
     load_frames: Any,
+    rule: AnswerRule | None = None,
     batch_size: int = 16,
-    max_new_tokens: int = 8,
+    max_new_tokens: int = 24,
 ) -> AccuracyReport:
-    """Greedy replies to ``items`` scored by first-word match, grouped by task.
+    """Greedy replies to ``items`` scored by ``rule``, grouped by task.
 
     Args:
         backend: The model (``encode`` once per media file, ``answer`` per batch).
         items: Questions (:func:`qa_items`).
         load_frames: ``(path, kind) -> list of PIL frames`` (e.g. a ``FrameSampling``'s ``load(...).frames``).
+        rule: How a reply is scored against its answer (default :class:`ExactMatch`).
         batch_size: Questions per ``answer`` call.
-        max_new_tokens: Reply budget (only the first word counts).
+        max_new_tokens: Reply budget (long enough for the longest answer, so a reply is not cut before it
+            names what it has to).
 
     Returns:
-        The report; ``replies`` lists uid, task, answer and reply of every question.
+        The report; ``replies`` lists uid, task, answer, reply and verdict of every question, ``rules`` how each
+        task was scored. Time: one ``encode`` per distinct media file and one ``answer`` call per batch; memory:
+        the encoded media of all items (kept for questions sharing a file) and one reply per item.
     """
+    rule = rule or ExactMatch()
     cache: dict[Path, object] = {}
     tallies: dict[str, Tally] = {}
+    labels: dict[str, dict[str, None]] = {}
     replies = []
     for start in tqdm(range(0, len(items), batch_size), desc="answering", leave=False):
         batch = items[start : start + batch_size]
@@ -253,12 +335,14 @@ def first_word_accuracy(
         placeholder = {"video": "<video>", "image": "<image>"}
         prompts = [f"{placeholder[item.kind]}\n{item.question}" for item in batch]
         for item, reply in zip(batch, backend.answer(prompts, media, max_new_tokens=max_new_tokens)):
-            correct = first_word(reply) == first_word(item.answer) != ""
+            correct = rule(reply, item.answer)
             tally = tallies.setdefault(item.task, Tally())
             tally.total += 1
             tally.correct += int(correct)
-            replies.append({"uid": item.uid, "task": item.task, "answer": item.answer, "reply": reply})
-    return AccuracyReport(tallies, replies)
+            labels.setdefault(item.task, {})[rule.label(item.answer)] = None
+            replies.append({"uid": item.uid, "task": item.task, "answer": item.answer, "reply": reply,
+                            "correct": correct})  # fmt: skip
+    return AccuracyReport(tallies, replies, {task: " / ".join(seen) for task, seen in labels.items()})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,21 +353,26 @@ def check_grounding(
     accuracy: float,
     chance: float,
     num_questions: int | None = None,
-    min_relative_gap: float = 0.2,
-    min_accuracy_over_chance: float = 1.5,
+    per_task: Mapping[str, tuple[float, float]] | None = None,
+    min_relative_gap: float = MIN_RELATIVE_GAP,
+    min_accuracy_over_chance: float = MIN_ACCURACY_OVER_CHANCE,
+    min_task_over_chance: float = MIN_TASK_OVER_CHANCE,
     min_standard_errors: float = 3.0,
 ) -> list[str]:
     """Reasons why a model does not clearly use its frames (an empty list means it does).
 
     Args:
         losses: :func:`frame_ablation_losses` output (``real``, ``shuffled``, ``blank``).
-        accuracy: First-word accuracy (0-1) on content questions.
-        chance: Accuracy (0-1) of guessing among the possible answers.
+        accuracy: Accuracy (0-1) on the content questions, pooled.
+        chance: Accuracy (0-1) of guessing among the possible answers, pooled.
         num_questions: Content questions scored; with it the accuracy must also be ``min_standard_errors``
             binomial standard errors of a guesser above chance (``sqrt(chance (1 - chance) / n)``), so that a
             handful of lucky answers cannot pass.
+        per_task: ``{task: (accuracy, chance)}`` of each content task; each must reach
+            ``min_task_over_chance`` x its chance, so that one task read well cannot carry one that is not.
         min_relative_gap: The real-frame loss must be at most ``1 - min_relative_gap`` times each other loss.
-        min_accuracy_over_chance: The accuracy must be at least this multiple of ``chance``.
+        min_accuracy_over_chance: The pooled accuracy must be at least this multiple of ``chance``.
+        min_task_over_chance: See ``per_task``.
         min_standard_errors: See ``num_questions``.
     """
     failures = []
@@ -305,6 +394,12 @@ def check_grounding(
         failures.append(
             f"content accuracy {accuracy:.1%} is not clearly above chance {chance:.1%} (needs >= {why} = {needed:.1%})"
         )
+    for task, (task_accuracy, task_chance) in (per_task or {}).items():
+        if not task_accuracy >= min_task_over_chance * task_chance:
+            failures.append(
+                f"{task}: accuracy {task_accuracy:.1%} is below {min_task_over_chance:g} x its chance "
+                f"{task_chance:.1%} (needs >= {min_task_over_chance * task_chance:.1%})"
+            )
     return failures
 
 
@@ -314,40 +409,52 @@ class GroundingReport:
 
     losses: dict[str, float]
     accuracy: AccuracyReport
-    content_tasks: tuple[str, ...]
-    chance: float  # of the content questions, pooled
+    task_chance: dict[str, float]  # content task -> accuracy (0-1) of guessing its answers
+
+    @property
+    def content_tasks(self) -> tuple[str, ...]:
+        return tuple(self.task_chance)
+
+    @property
+    def content_questions(self) -> int:
+        return sum(self.accuracy.tallies[task].total for task in self.content_tasks)
 
     @property
     def content_accuracy(self) -> float:
         return self.accuracy.accuracy(self.content_tasks)
 
     @property
-    def content_questions(self) -> int:
-        return sum(self.accuracy.tallies[task].total for task in self.content_tasks)
+    def chance(self) -> float:
+        """Chance accuracy of the content questions, pooled (weighted by each task's question count)."""
+        total = self.content_questions
+        weighted = sum(c * self.accuracy.tallies[task].total for task, c in self.task_chance.items())
+        return weighted / total if total else math.nan
 
-    def failures(self, min_relative_gap: float = 0.2, min_accuracy_over_chance: float = 1.5) -> list[str]:
-        """:func:`check_grounding` of this report."""
+    def failures(self, **criteria: float) -> list[str]:
+        """:func:`check_grounding` of this report (``criteria``: its keyword arguments, to override defaults)."""
+        per_task = {task: (self.accuracy.accuracy([task]), chance) for task, chance in self.task_chance.items()}
         return check_grounding(self.losses, self.content_accuracy, self.chance, self.content_questions,
-                               min_relative_gap, min_accuracy_over_chance)  # fmt: skip
+                               per_task=per_task, **criteria)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (losses, per-task tallies, content accuracy and chance)."""
-        return {"losses": self.losses, "content_tasks": list(self.content_tasks), "chance": self.chance,
-                "content_accuracy": self.content_accuracy,
+        """JSON-ready form (losses, per-task tallies, scoring rules and chance, content accuracy)."""
+        return {"losses": self.losses, "content_tasks": list(self.content_tasks), "task_chance": self.task_chance,
+                "chance": self.chance, "content_accuracy": self.content_accuracy,
                 "per_task": {task: t.to_dict() for task, t in self.accuracy.tallies.items()},
-                "replies": self.accuracy.replies}  # fmt: skip
+                "rules": self.accuracy.rules, "replies": self.accuracy.replies}  # fmt: skip
 
     def table(self) -> str:
-        """A printable summary: the three losses, then accuracy per task against chance."""
+        """A printable summary: the three losses, then accuracy per task (with chance and scoring rule)."""
         lines = ["answer-token loss on held-out samples:"]
         real = self.losses["real"]
         for name, value in self.losses.items():
             rel = "" if name == "real" else f"   (real is {1 - real / value:+.0%} lower)" if value else ""
             lines.append(f"  {name + ' frames':<16} {value:.4f}{rel}")
-        lines.append("first-word accuracy per task:")
+        lines.append("accuracy per task (content tasks with their chance), scored by:")
         for task, tally in self.accuracy.tallies.items():
-            mark = " (content)" if task in self.content_tasks else ""
-            lines.append(f"  {task:<16} {tally.correct:>4}/{tally.total:<4} {tally.correct / tally.total:6.1%}{mark}")
+            chance = f"chance {self.task_chance[task]:5.1%}" if task in self.task_chance else ""
+            lines.append(f"  {task:<12} {tally.correct:>4}/{tally.total:<4} {tally.correct / tally.total:6.1%}  "
+                         f"{chance:<13} {self.accuracy.rules.get(task, '')}")  # fmt: skip
         lines.append(f"  content questions: {self.content_accuracy:.1%} of {self.content_questions} "
                      f"(chance {self.chance:.1%})")
         return "\n".join(lines)
@@ -358,9 +465,10 @@ def evaluate_grounding(
     dataset: Any,
     records: Sequence[Mapping[str, Any]],
     content_chance: Mapping[str, float],
+    rule: AnswerRule | None = None,
     batch_size: int = 16,
 ) -> GroundingReport:
-    """Frame-ablation losses and first-word accuracy of a converted model on held-out data.
+    """Frame-ablation losses and answer accuracy of a converted model on held-out data.
 
     Args:
         backend: An ``HFVideoCCAMBackend`` (its ``model`` computes the losses).
@@ -369,6 +477,8 @@ def evaluate_grounding(
         records: The held-out records (single-question media records are answered; others only enter the
             losses).
         content_chance: ``{task: chance accuracy}`` of the content questions (e.g. 1/4 for a colour out of four).
+        rule: How replies are scored (default :class:`ExactMatch`; the synthetic data's is
+            ``videoccam.synthetic.shapes.ANSWER_RULE``).
         batch_size: Samples per forward.
 
     Returns:
@@ -384,9 +494,6 @@ def evaluate_grounding(
     def load_frames(path: Path, kind: str) -> list:
         return dataset.frame_sampling.load(path, kind).frames
 
-    accuracy = first_word_accuracy(backend, questions, load_frames, batch_size=batch_size)
-    content = tuple(task for task in content_chance if task in accuracy.tallies)
-    counts = {task: accuracy.tallies[task].total for task in content}
-    total = sum(counts.values())
-    chance = sum(content_chance[task] * n for task, n in counts.items()) / total if total else math.nan
-    return GroundingReport(losses, accuracy, content, chance)
+    accuracy = answer_accuracy(backend, questions, load_frames, rule, batch_size=batch_size)
+    task_chance = {task: float(chance) for task, chance in content_chance.items() if task in accuracy.tallies}
+    return GroundingReport(losses, accuracy, task_chance)

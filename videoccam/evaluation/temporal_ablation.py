@@ -8,9 +8,9 @@ i/N of the video whatever the frame count, which is also what lets a projector t
 many more (the paper's headline claim).
 
 :func:`run_ablation` trains each variant with ``tools/train.py`` (a subprocess per variant: mmengine's runner
-keeps global state), converts it in memory, answers the test questions at each frame count and scores the
-first word of each reply (:func:`videoccam.evaluation.grounding.first_word_accuracy`). ``tools/ablate_temporal.py``
-is its command line.
+keeps global state), converts it in memory, answers the test questions at each frame count and scores each
+reply by an answer rule (:func:`videoccam.evaluation.grounding.answer_accuracy`: normalised exact match by default,
+the answers' content words for the generated task). ``tools/ablate_temporal.py`` is its command line.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videoccam.evaluation.grounding import AccuracyReport, first_word_accuracy, qa_items
+from videoccam.evaluation.grounding import AccuracyReport, AnswerRule, answer_accuracy, qa_items
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_TOOL = ROOT / "tools" / "train.py"
@@ -65,6 +65,8 @@ class AblationResult:
                       for t, report in by_frames.items()}
             for variant, by_frames in self.reports.items()
         }  # fmt: skip
+        out["rules"] = {task: rule for by_frames in self.reports.values() for report in by_frames.values()
+                        for task, rule in report.rules.items()}  # fmt: skip
         return out
 
     def table(self) -> str:
@@ -120,8 +122,10 @@ def evaluate_variant(
     root: str | os.PathLike,
     frame_counts: Sequence[int],
     batch_size: int = 32,
+    rule: AnswerRule | None = None,
 ) -> dict[int, AccuracyReport]:
-    """First-word accuracy of a trained variant on ``records`` at each frame count (uniform sampling)."""
+    """Accuracy of a trained variant on ``records`` at each frame count (uniform sampling), replies scored by
+    ``rule`` (default: normalised exact match)."""
     from videoccam.dataset.video_io import FrameSampling
     from videoccam.evaluation.backend import load_backend
 
@@ -134,7 +138,7 @@ def evaluate_variant(
         def load_frames(path: Path, kind: str, sampling: FrameSampling = sampling) -> list:
             return sampling.load(path, kind).frames
 
-        reports[frames] = first_word_accuracy(backend, items, load_frames, batch_size=batch_size)
+        reports[frames] = answer_accuracy(backend, items, load_frames, rule, batch_size=batch_size)
     return reports
 
 
@@ -161,7 +165,7 @@ def plot_results(result: AblationResult, path: str | os.PathLike, title: str = "
     ax.set_xticks(all_frames, [str(t) for t in all_frames])
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("frames at evaluation")
-    ax.set_ylabel("first-word accuracy")
+    ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title or "CCAM mask vs plain cross-attention on temporal questions", fontsize=10)
@@ -185,12 +189,13 @@ def run_ablation(
     variants: Mapping[str, Mapping[str, Any]] = VARIANTS,
     batch_size: int = 32,
     feature_cache: str | os.PathLike | None = None,
+    rule: AnswerRule | None = None,
 ) -> AblationResult:
     """Train every variant on ``train_file`` and evaluate it on ``test_file``; writes ``out_dir/results.json``.
 
     Args:
         train_file, test_file: data in the project's format (design.md section 4); test records are single-question
-            media records, scored by the first word of the reply, per ``task`` field if present.
+            media records, scored by ``rule``, per ``task`` field if present.
         root: folder the media paths are relative to.
         out_dir: work dirs of the variants, ``results.json``, ``results.png``.
         config: training config (default: the tiny temporal recipe).
@@ -203,6 +208,8 @@ def run_ablation(
         batch_size: questions per generation batch.
         feature_cache: folder of the frozen vision tower's features, shared by the variants (None: decode and
             encode every step; the config must not train the vision tower otherwise).
+        rule: how a reply is scored against its answer (default :class:`~videoccam.evaluation.grounding.ExactMatch`:
+            the whole answer after normalisation of case, punctuation and articles).
 
     Returns:
         The accuracies.
@@ -235,6 +242,6 @@ def run_ablation(
         checkpoint = train_variant(config, out / name, options, seed, feature_cache=feature_cache)
         print(f"[{name}] evaluating at {list(eval_frames)} frames on {len(records)} questions", flush=True)
         result.reports[name] = evaluate_variant(config, checkpoint, overrides, records, root, eval_frames,
-                                                batch_size=batch_size)  # fmt: skip
+                                                batch_size=batch_size, rule=rule)  # fmt: skip
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return result

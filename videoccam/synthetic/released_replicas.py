@@ -181,7 +181,7 @@ def make_released_replicas(
     if base_models is None:
         base = out_dir / "base"
         # random (not pretrained) tiny LLM: the replicas test plumbing, not language
-        tiny_models.make_tiny_models(base, seed=seed, pretrain_steps=0)
+        tiny_models.make_tiny_models(base, seed=seed, pretrain_steps=0, vision_pretrain_steps=0)
     else:
         base = Path(base_models)
     folders = {"base": base}

@@ -70,8 +70,8 @@ VAL_QUESTION_TYPES: tuple[str, ...] = ("first", "last", "count", "describe", "fi
 CONTENT_CHANCE: dict[str, float] = {
     "first_color": 1 / len(COLORS), "last_color": 1 / len(COLORS), "first_shape": 1 / len(SHAPES),
 }  # fmt: skip
-"""Question types whose one-word answer is a colour or a shape (scored by the reply's first word), with the
-accuracy of guessing."""
+"""Question types whose one-word answer is a colour or a shape, with the accuracy of guessing (the grounding
+gate's content tasks)."""
 SHAPE_RADIUS = 0.25
 """Half-size of a drawn shape as a fraction of the frame size. Large enough that a shape covers a good share of
 the tiny SigLIP's 4 x 4 patches: with smaller shapes the colour signal in the features, averaged over a frame,
@@ -283,6 +283,14 @@ def tokenizer_corpus() -> list[str]:
 
 WORDS: tuple[str, ...] = tuple(sorted({word for line in tokenizer_corpus() for word in re.findall(r"[A-Za-z]+", line)}))
 """Every word the generator can write (letters only, case kept)."""
+CONTENT_VOCABULARIES: dict[str, frozenset[str]] = {
+    "color": frozenset(COLORS),
+    "shape": frozenset(SHAPES),
+    "number": frozenset(NUMBER_WORDS.values()),
+    "direction": frozenset(DIRECTIONS) | {side for sides in DIRECTIONS.values() for side in sides},
+}
+"""The words that carry the generated answers, by vocabulary: a reply is right when it names the answer's words
+of each vocabulary the answer uses, in order (``videoccam.evaluation.grounding.ContentWords``)."""
 
 
 # --------------------------------------------------------------------------------------------------
