@@ -135,7 +135,8 @@ class RunWatcher:
         """``(first iteration, loss of every iteration from it)`` of the run; ``(1, [])`` if it ran none.
 
         Read from mmengine's message hub, which keeps every iteration's loss (the console and the log show a mean
-        over the logging window). A resumed run's history starts where the resumed checkpoint's did.
+        over the logging window). A resumed run's history starts where the resumed checkpoint's did. Time and memory
+        grow with the iterations run (one float each, copied from the hub's buffer).
         """
         from mmengine.logging import MessageHub
 
