@@ -15,7 +15,14 @@ import pytest
 import torch
 
 from tests.conftest import Payload, write_malicious_checkpoint
-from videoccam.checkpoint import UnsafeCheckpointError, load_checkpoint, weights_only_loading
+from videoccam.checkpoint import (
+    NoCheckpointError,
+    UnsafeCheckpointError,
+    is_deepspeed_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    weights_only_loading,
+)
 
 
 class CallsEval:
@@ -130,3 +137,79 @@ def test_deepspeed_optimizer_state_loads(tmp_path):
         state = torch.load(path, map_location="cpu", weights_only=False)["optimizer_state_dict"]
     assert state["zero_stage"] is ZeroStageEnum.gradients and state["loss_scaler"].cur_scale == 1.0
     assert state["dynamic"].cur_scale == 2.0**16 and state["param_slice_mappings"][0]["w"].numel == 4
+
+
+# -- resolve_checkpoint: which file or folder a path names ------------------------------------------------------
+
+
+def _failed_run(work_dir, error_line: str | None = "FileNotFoundError: data file not found: /data/x.json"):
+    """A work dir as a run that failed before its first save leaves it: the dumped config and a log, no checkpoint."""
+    run = work_dir / "20261207_184323"
+    run.mkdir(parents=True)
+    (work_dir / "cfg.py").write_text("x = 1\n")
+    lines = ["2026/12/07 18:43:23 - mmengine - INFO - Config:", "x = 1"]
+    if error_line:
+        lines += ["2026/12/07 18:43:27 - mmengine - ERROR - train.py - main - 1 - training failed:",
+                  "Traceback (most recent call last):", '  File "records.py", line 109', error_line]
+    (run / "20261207_184323.log").write_text("\n".join(lines) + "\n")
+    return run / "20261207_184323.log"
+
+
+def test_resolve_a_file_a_deepspeed_folder_and_a_work_dir(tmp_path):
+    ckpt = tmp_path / "iter_4.pth"
+    ckpt.write_bytes(b"x")
+    deepspeed = tmp_path / "iter_8.pth"  # mmengine names DeepSpeed folders like files
+    deepspeed.mkdir()
+    (deepspeed / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    assert resolve_checkpoint(ckpt) == str(ckpt) and not is_deepspeed_checkpoint(ckpt)
+    assert resolve_checkpoint(deepspeed) == str(deepspeed) and is_deepspeed_checkpoint(deepspeed)
+    (tmp_path / "last_checkpoint").write_text(str(deepspeed))
+    assert resolve_checkpoint(tmp_path) == str(deepspeed)
+    # a work dir copied from another machine: its last_checkpoint names a path there; the file is in the work dir
+    (tmp_path / "last_checkpoint").write_text("/elsewhere/work_dirs/run/iter_4.pth")
+    assert resolve_checkpoint(tmp_path) == str(tmp_path / "iter_4.pth")
+
+
+def test_a_failed_runs_work_dir_says_it_holds_no_checkpoint_and_where_the_log_says_why(tmp_path):
+    log = _failed_run(tmp_path)
+    with pytest.raises(NoCheckpointError) as error:
+        resolve_checkpoint(tmp_path)
+    message = str(error.value)
+    assert isinstance(error.value, FileNotFoundError) and "DeepSpeed" not in message.split("holds no checkpoint")[0]
+    assert f"{tmp_path} holds no checkpoint" in message and str(log) in message
+    assert message.endswith("its last error: FileNotFoundError: data file not found: /data/x.json"), message
+
+
+def test_a_log_without_an_error_says_so_and_how_to_get_one(tmp_path):
+    _failed_run(tmp_path, error_line=None)
+    with pytest.raises(NoCheckpointError, match=r"it records no error \(`xtuner train` prints .* tools/train.py"):
+        resolve_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({}, r"holds no checkpoint \(no last_checkpoint, no \*\.pth file, .*\) and no training log"),
+    ({"iter_5.pth": b"x", "iter_10.pth": b"x"}, r"no last_checkpoint file .* it holds iter_10\.pth, iter_5\.pth: give "
+                                                r"one of them"),
+    ({"last_checkpoint": b"/gone/iter_3.pth"}, r"last_checkpoint names '/gone/iter_3\.pth', which does not exist"),
+])  # fmt: skip
+def test_other_folders_without_a_checkpoint(tmp_path, layout, expected):
+    for name, content in layout.items():
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(NoCheckpointError, match=expected):
+        resolve_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: "):
+        resolve_checkpoint(tmp_path / "missing.pth")
+
+
+def test_every_loader_resolves_through_it(tmp_path):
+    """load_pretrained (pretrained_pth), the chat / eval / demo flags and load_trained_model (convert) all say it,
+    not "reading it needs deepspeed", which a folder without a checkpoint used to get."""
+    from videoccam.inference.load import check_model_source, load_trained_model
+    from videoccam.model.videoccam_model import VideoCCAMModel
+
+    log = _failed_run(tmp_path / "work")
+    for call in (lambda: VideoCCAMModel.load_pretrained(None, str(tmp_path / "work")),
+                 lambda: check_model_source(None, str(log.parents[1] / "cfg.py"), str(tmp_path / "work")),
+                 lambda: load_trained_model(str(log.parents[1] / "cfg.py"), str(tmp_path / "work"))):  # fmt: skip
+        with pytest.raises(NoCheckpointError, match=f"holds no checkpoint.*{log}.*data file not found"):
+            call()

@@ -24,11 +24,20 @@ LIBRARY_MODULES = sorted(
 # Global state the patches change (videoccam/xtuner_compat.py), read in the child.
 SNAPSHOT = textwrap.dedent(
     """
-    import os, sys
+    import logging, os, sys, warnings
     import torch
+
+    def quieted():
+        # whether videoccam/quiet.py's filters are in force (they belong to entry points too)
+        logger = sys.modules.get("mmengine.logging.logger")
+        return {"peft warning filter": any("in PEFT" in str(getattr(f[1], "pattern", "")) for f in warnings.filters),
+                "DeepSpeed logger filter": bool(logging.getLogger("DeepSpeed").filters),
+                "MMLogger quiet": logger is not None and getattr(logger.MMLogger.callHandlers, "_videoccam_quiet",
+                                                                 False)}
 
     def snapshot():
         return {
+            **quieted(),
             "torch.cuda.set_device": id(torch.cuda.set_device),
             "torch.load": id(torch.load),
             "torch.cpu.is_bf16_supported": hasattr(torch.cpu, "is_bf16_supported"),
@@ -144,6 +153,25 @@ def test_pth_hook_installs_on_the_first_import_of_xtuner(tmp_path):
     assert not out["after"]["import hook"]  # it steps aside after installing
     assert out["after"]["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] is None
     assert out["after"]["torch.cpu.is_bf16_supported"] and all(out["guarded"].values()), out
+
+
+@pytest.mark.parametrize("argv0, quiet", [("/venv/lib/python3.11/site-packages/xtuner/tools/train.py", True),
+                                          ("/venv/bin/xtuner", True), ("my_training_script.py", False)])
+def test_pth_hook_silences_known_notices_only_in_the_stock_cli(tmp_path, argv0, quiet):
+    """`xtuner train` (the command and the script it starts) is an entry point of ours: videoccam/quiet.py applies,
+    from start-up on (the CLI imports peft before xtuner). A user's program that imports xtuner keeps every line."""
+    body = f"""
+    import json
+    sys.argv = [{argv0!r}]
+    from videoccam import xtuner_compat
+    xtuner_compat.register_import_hook()  # what the .pth line runs at start-up
+    at_start = quieted()
+    import mmengine.logging.logger, xtuner
+    print(json.dumps({{"at_start": at_start, "after": quieted()}}))
+    """
+    out = _run_isolated(body, tmp_path)
+    assert out["at_start"]["peft warning filter"] == quiet and out["at_start"]["DeepSpeed logger filter"] == quiet
+    assert out["after"] == {"peft warning filter": quiet, "DeepSpeed logger filter": quiet, "MMLogger quiet": quiet}
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("torchvision") is not None,

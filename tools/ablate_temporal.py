@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from videoccam import quiet
 from videoccam.cli import parse_cfg_options, parse_frame_counts
 from videoccam.evaluation.grounding import ContentWords, ExactMatch
 from videoccam.evaluation.temporal_ablation import DEFAULT_CONFIG, ROOT, plot_results, run_ablation
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", default=None,
                         help="config overrides for both variants, e.g. train_cfg.max_epochs=2")
     args = parser.parse_args(argv)
+    quiet.install()
     given = [args.train, args.test, args.root]
     if any(given) and not all(given):
         parser.error("give --train, --test and --root together (or none of them to generate the temporal task)")

@@ -293,8 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sampling fps needs --fps")
     os.chdir(ROOT)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from videoccam import xtuner_compat
+    from videoccam import quiet, xtuner_compat
 
+    quiet.install()
     xtuner_compat.install()
     import torch
 

@@ -66,8 +66,9 @@ def tiny_model(work: Path) -> Path:
     folder = work / "tiny_hf"
     if (folder / "config.json").is_file():
         return folder
-    from videoccam import xtuner_compat
+    from videoccam import quiet, xtuner_compat
 
+    quiet.install()
     xtuner_compat.install()  # entry point: builds a model from an xtuner config
     import torch
     from mmengine.config import Config

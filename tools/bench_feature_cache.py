@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
     os.chdir(ROOT)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from videoccam import xtuner_compat
+    from videoccam import quiet, xtuner_compat
 
+    quiet.install()
     xtuner_compat.install()
     import torch
 

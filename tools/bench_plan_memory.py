@@ -268,8 +268,9 @@ def _answer_tokens(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from videoccam import xtuner_compat
+    from videoccam import quiet, xtuner_compat
 
+    quiet.install()
     xtuner_compat.install()
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import TextIO
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import (
     add_model_args,
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         stderr.write(f"error: {error}\n")
         return 2
 
+    quiet.install()
     xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
     if args.seed is not None:
         from transformers import set_seed

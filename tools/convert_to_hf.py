@@ -29,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.cli import DTYPE_NAMES, parse_cfg_options, resolve_dtype
 
 
@@ -63,6 +63,7 @@ def _listing(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet.install()
     xtuner_compat.install()
     args = parse_args(argv)
     import torch

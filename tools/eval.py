@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import add_model_args, check_model_args, parse_cfg_options, parse_frame_counts
 from videoccam.evaluation import BENCHMARKS
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             backend = build_scripted_backend(args.scripted_backend, fail_after=args.fail_after if fail else None)
             model_id = f"scripted:{args.scripted_backend}"
         else:
+            quiet.install()
             xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
             backend = load_backend(args.model, args.config, args.checkpoint, device=device, dtype=args.dtype,
                                    cfg_options=cfg_options)  # fmt: skip

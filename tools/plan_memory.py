@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.cli import parse_cfg_options
 from videoccam.config import load_config
 from videoccam.memory_plan import plan_memory, plan_to_json
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet.install()
     xtuner_compat.install()
     try:
         cfg = load_config(args.config, parse_cfg_options(args.cfg_options))

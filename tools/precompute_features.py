@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.cli import parse_cfg_options
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet.install()
     xtuner_compat.install()
     from tqdm import tqdm
 

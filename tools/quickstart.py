@@ -88,11 +88,12 @@ def read_losses(work_dir: Path) -> list[tuple[int, float]]:
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
-    marker = work_dir / "last_checkpoint"
-    if not marker.is_file():
+    from videoccam.checkpoint import resolve_checkpoint
+
+    try:
+        return Path(resolve_checkpoint(work_dir))
+    except FileNotFoundError:
         return None
-    path = Path(marker.read_text().strip())
-    return path if path.exists() else None
 
 
 def run_stage(name: str, config: Path, work_dir: Path, extra: list[str], force: bool,
@@ -108,9 +109,12 @@ def run_stage(name: str, config: Path, work_dir: Path, extra: list[str], force: 
     print(f"[{name}] $ {' '.join(cmd)}", flush=True)
     start = time.time()
     subprocess.run(cmd, cwd=ROOT, env=_env(), check=False)  # its exit status is always 0: check artefacts
-    ckpt = last_checkpoint(work_dir)
-    if ckpt is None:
-        raise StageFailed(f"[{name}] training wrote no checkpoint in {work_dir}: it failed (see the log above)")
+    from videoccam.checkpoint import resolve_checkpoint
+
+    try:
+        ckpt = Path(resolve_checkpoint(work_dir))
+    except FileNotFoundError as e:  # the message names the run's log and its last error
+        raise StageFailed(f"[{name}] training failed: {e}") from None
     losses = read_losses(work_dir)
     if len(losses) < 2:
         raise StageFailed(f"[{name}] found fewer than two logged losses in {work_dir}")
@@ -219,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the tiny models, the synthetic data and both trainings (default: 0); steps "
                         "whose output exists are kept whatever seed made it: add --force to redo them")
     args = parser.parse_args(argv)
+    from videoccam import quiet
+
+    quiet.install()
     os.chdir(ROOT)
     work = Path(args.work_dir)
     import torch
@@ -255,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         report = check_grounding(hf_dir, STAGE2, Path("work_dirs/synthetic_data"), work / "grounding.json")
         clock.lap("grounding gate")
         video = sorted(Path("work_dirs/synthetic_data/videos").glob("val_*.mp4"))[0]
-        subprocess.run([sys.executable, str(ROOT / "tools/chat.py"), "--model", str(hf_dir), "--video", str(video),
-                        "--prompt", "What color is the first shape?", "--max-new-tokens", "24"],
-                       cwd=ROOT, env=_env(), check=True)  # fmt: skip
+        question = "What color is the first shape?"
+        chat = subprocess.run([sys.executable, str(ROOT / "tools/chat.py"), "--model", str(hf_dir), "--video",
+                               str(video), "--prompt", question, "--max-new-tokens", "24"],
+                              cwd=ROOT, env=_env(), check=True, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        print(f"[chat] {video}: {question} -> {chat.stdout.strip()}")
         clock.lap("chat")
     except (StageFailed, subprocess.CalledProcessError) as e:
         print(clock.table())

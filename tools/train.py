@@ -8,16 +8,21 @@ wrapper does not. Multi-process: `torchrun --nproc_per_node=2 tools/train.py CON
 
 Checkpoints (`--resume`, `load_from`, `model.pretrained_pth`) are read weights-only: a file that would run code
 when unpickled is refused with an error naming it (videoccam/checkpoint.py), exit status 1.
+
+When training fails, the traceback is also written into the run's log (`<work_dir>/<timestamp>/<timestamp>.log`)
+and the last lines printed are the error and the path of that log; the exit status is 1. When it ends, the last
+lines printed are the number of iterations, the loss of the first and the last one, the checkpoint written and
+the log. Known, harmless notices of the libraries are not printed (videoccam/quiet.py lists them).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
-from videoccam import xtuner_compat
-from videoccam.checkpoint import UnsafeCheckpointError
+from videoccam import quiet, xtuner_compat
 
 
 def with_feature_cache(argv: list[str], folder: str) -> list[str]:
@@ -47,9 +52,18 @@ def with_feature_cache(argv: list[str], folder: str) -> list[str]:
     return [str(dumped), *rest[1:]]
 
 
+def _say(lines: list[str], stream=None) -> None:
+    for line in lines:
+        print(f"train: {line}", file=stream or sys.stdout, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet.install()
     xtuner_compat.install()
+    from mmengine.dist import get_rank
     from xtuner.tools import train as xtuner_train
+
+    from videoccam.engine.run_log import RunWatcher
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -62,16 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     saved = sys.argv
     sys.argv = ["xtuner-train", *argv]
+    run = RunWatcher()
     try:
         xtuner_train.main()
     except SystemExit as e:  # argparse --help / usage errors
         return int(e.code or 0)
-    except UnsafeCheckpointError as e:
-        print(f"train: error: {e}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - any failure: traceback, then the error and the log as last lines
+        traceback.print_exc()
+        run.record_failure(error)
+        _say(run.failure_lines(error), sys.stderr)
         return 1
     finally:
         sys.argv = saved
         folder.cleanup()
+    if get_rank() == 0:
+        _say(run.summary_lines())
     return 0
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.cli import parse_cfg_options
 from videoccam.config import build_from_cfg, load_config, resolve_template
 from videoccam.dataset.sources import DataSource
@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 if any record is bad)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    quiet.install()
     xtuner_compat.install()
     if args.config and args.tokenizer:
         parser.error("give --config or --tokenizer, not both")

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
-from videoccam import xtuner_compat
+from videoccam import quiet, xtuner_compat
 from videoccam.checkpoint import UnsafeCheckpointError
 from videoccam.cli import add_model_args, check_model_args, load_model_from_args
 from videoccam.inference.web_demo import DemoBackend, OfflinePageMiddleware, build_demo, import_gradio
@@ -55,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    quiet.install()  # among its notices: gradio 5.50's announcements of gradio 6 (setup.py bounds gradio < 6)
     xtuner_compat.install()  # entry point: --config loads a training config (xtuner, mmengine)
-    # gradio 5.50 announces the API changes of gradio 6 on every call; setup.py pins gradio < 6.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*[Gg]radio 6")
     print(f"loading model from {args.model or f'{args.config} + {args.checkpoint}'} ...", file=sys.stderr, flush=True)
     try:
         model, tokenizer, image_processor = load_model_from_args(args)

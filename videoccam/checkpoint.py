@@ -22,6 +22,11 @@ global. Two ways in:
   DeepSpeed and xtuner pass ``weights_only=False`` explicitly, so inside the block ``torch.load`` is replaced by
   a weights-only version (restored on exit; loading is single-threaded in every caller).
 
+Which file or folder a user's path names is decided in one place, :func:`resolve_checkpoint` (an mmengine
+``.pth``, a DeepSpeed checkpoint folder, or a work dir through its ``last_checkpoint``); every loader goes through
+it. A work dir without a checkpoint gets :class:`NoCheckpointError`, which says what is there instead: the
+training log of the run that wrote nothing, and the last error recorded in it.
+
 Nothing changes at import; there is no process-wide setting.
 """
 
@@ -35,7 +40,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["UnsafeCheckpointError", "allowed_globals", "load_checkpoint", "weights_only_loading"]
+__all__ = ["NoCheckpointError", "UnsafeCheckpointError", "allowed_globals", "is_deepspeed_checkpoint",
+           "load_checkpoint", "resolve_checkpoint", "weights_only_loading"]
 
 # HistoryBuffer's default statistics (mmengine/logging/history_buffer.py ``_set_default_statistics``)
 HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
@@ -43,6 +49,69 @@ HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file needs a global outside the allow-list; it was not loaded (nothing in it ran)."""
+
+
+class NoCheckpointError(FileNotFoundError):
+    """A path names no checkpoint; the message says what is there instead (a failed run's log, other files)."""
+
+
+def is_deepspeed_checkpoint(path: str | os.PathLike) -> bool:
+    """A DeepSpeed checkpoint folder (what mmengine saves as ``iter_N.pth/`` under DeepSpeed): it holds the
+    ``*_model_states.pt`` files that xtuner's ZeRO reader needs."""
+    return os.path.isdir(path) and any(name.endswith("model_states.pt") for name in os.listdir(path))
+
+
+def _no_checkpoint_message(folder: str) -> str:
+    """Why ``folder`` (a folder with no ``last_checkpoint``, no ``*.pth`` and no DeepSpeed states) is no checkpoint."""
+    from videoccam.engine.run_log import display_path, last_error_line, newest_log
+
+    log = newest_log(folder)
+    if log is None:
+        return (f"{folder} holds no checkpoint (no last_checkpoint, no *.pth file, no DeepSpeed *_model_states.pt) "
+                "and no training log (<timestamp>/<timestamp>.log): give a checkpoint file, a DeepSpeed checkpoint "
+                "folder or the work dir of a training run")  # fmt: skip
+    error = last_error_line(log)
+    why = (f"its last error: {error}" if error else
+           "it records no error (`xtuner train` prints a run's error to the console only; `python tools/train.py` "
+           "writes it into the log too)")  # fmt: skip
+    return (f"{folder} holds no checkpoint: the training run in this work dir saved none (it failed, or has not "
+            f"reached its first save). Its log is {display_path(log)}; {why}")
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> str:
+    """The checkpoint that ``path`` names: an mmengine ``.pth`` file, a DeepSpeed checkpoint folder, or a work dir
+    (the checkpoint its ``last_checkpoint`` file names).
+
+    A ``last_checkpoint`` that names a missing file is followed into the work dir itself (a work dir copied from
+    another machine names absolute paths there).
+
+    Returns:
+        The path of the file or DeepSpeed folder to load (a folder only if :func:`is_deepspeed_checkpoint`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        NoCheckpointError: ``path`` is a folder that holds no checkpoint; the message says what it holds instead,
+            e.g. the log of a run that failed before saving, with the last error recorded in it.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not os.path.isdir(path) or is_deepspeed_checkpoint(path):
+        return path
+    marker = os.path.join(path, "last_checkpoint")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            named = f.read().strip()
+        for candidate in (named, os.path.join(path, os.path.basename(named))):
+            if named and os.path.exists(candidate):
+                return candidate
+        raise NoCheckpointError(f"{marker} names {named!r}, which does not exist (deleted, or the work dir was moved); "
+                                "give the checkpoint file itself")  # fmt: skip
+    saved = sorted(name for name in os.listdir(path) if name.endswith(".pth"))
+    if saved:
+        raise NoCheckpointError(f"{path} has no last_checkpoint file to say which checkpoint is the last; it holds "
+                                f"{', '.join(saved)}: give one of them")  # fmt: skip
+    raise NoCheckpointError(_no_checkpoint_message(path))
 
 
 def _history_buffer_statistic(owner: Any, name: str) -> Any:

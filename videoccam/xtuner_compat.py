@@ -36,7 +36,8 @@ Who applies what (nothing here runs at import; importing any module of ``videocc
   itself until then, so other Python programs pay nothing). In an environment with that hook, importing a module
   of ``videoccam`` that imports ``xtuner`` therefore installs the patches: that is the hook's doing (an entry
   point the user installed with ``tools/install.sh``), not the library's. Your own scripts that train on CPU
-  without the hook call :func:`install` first.
+  without the hook call :func:`install` first. In the stock CLI's own processes (``xtuner/tools/*.py``) the hook
+  also silences the known, harmless notices listed in ``videoccam/quiet.py``, as our tools do.
 """
 
 from __future__ import annotations
@@ -104,8 +105,14 @@ def install() -> None:
         else:
             pending[module_name] = functools.partial(_load_weights_only, owner=owner, function=function)
     if pending:
-        sys.meta_path.insert(0, _PatchAfterImport(pending))
+        patch_after_import(pending)
     _installed = True
+
+
+def patch_after_import(patches: dict[str, Callable[[types.ModuleType], None]]) -> None:
+    """Call ``patches[name](module)`` right after module ``name`` is first imported (:class:`_PatchAfterImport`),
+    so that a patch costs no import of its module. For modules not imported yet; entry points only."""
+    sys.meta_path.insert(0, _PatchAfterImport(dict(patches)))
 
 
 def _load_weights_only(module: types.ModuleType, owner: str | None, function: str) -> None:
@@ -154,6 +161,15 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _runs_xtuner_cli() -> bool:
+    """This process is the stock ``xtuner`` CLI (the ``xtuner`` command, or the script it starts:
+    ``xtuner train`` runs ``python <site-packages>/xtuner/tools/train.py``, ``xtuner convert``
+    ``.../xtuner/tools/model_converters/...``), not a program of the user's that imports xtuner."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    parts = script.parts
+    return script.name == "xtuner" or any(parts[i : i + 2] == ("xtuner", "tools") for i in range(len(parts) - 2))
+
+
 class _XtunerImportHook(importlib.abc.MetaPathFinder):
     """Runs :func:`install` right before the first ``import xtuner``, then steps aside."""
 
@@ -166,7 +182,15 @@ class _XtunerImportHook(importlib.abc.MetaPathFinder):
 
 
 def register_import_hook() -> None:
-    """Entry of the ``.pth`` file: cheap, imports nothing heavy."""
+    """Entry of the ``.pth`` file: cheap, imports nothing heavy.
+
+    In the stock CLI's own processes it also silences the known, harmless notices (``videoccam/quiet.py``) at
+    once, before the CLI imports the libraries that print them, as our tools' ``main()`` do.
+    """
+    if _runs_xtuner_cli():
+        from videoccam import quiet
+
+        quiet.install()
     if "xtuner" in sys.modules:
         install()
     elif not any(isinstance(f, _XtunerImportHook) for f in sys.meta_path):

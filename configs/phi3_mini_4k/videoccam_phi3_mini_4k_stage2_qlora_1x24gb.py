@@ -2,7 +2,7 @@
 # (bitsandbytes NF4, double quantisation, bf16 compute), the same LoRA adapters on the LLM and SigLIP, and the
 # same global batch of 128 reached by gradient accumulation (1 GPU x 1 sample x 128 steps).
 #
-#   xtuner train configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage2_qlora_1x24gb.py
+#   python tools/train.py configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage2_qlora_1x24gb.py
 #   python tools/plan_memory.py configs/phi3_mini_4k/videoccam_phi3_mini_4k_stage2_qlora_1x24gb.py --gpus 1 --zero 0
 #
 # Needs a CUDA GPU and bitsandbytes>=0.45.1,<0.46 (`bash tools/install.sh gpu`); on a machine without CUDA the

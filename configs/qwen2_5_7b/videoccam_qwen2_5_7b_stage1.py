@@ -1,6 +1,7 @@
 # Video-CCAM stage 1 (feature alignment: only the CCAM projector trains) with Qwen2.5-7B-Instruct (7.6B).
 # The recipe is configs/_base_/videoccam_stage1.py; this file holds the LLM block (read by the stage-2 config too).
-#   xtuner train configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage1.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage1.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 # Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
 from xtuner.utils import PROMPT_TEMPLATE

@@ -1,6 +1,7 @@
 # Video-CCAM stage 2 (instruction tuning: projector + LoRA on the LLM and on SigLIP) with Qwen2.5-7B-Instruct (7.6B):
 # this LLM's stage-1 config plus the stage-2 additions of configs/_base_/videoccam_stage2.py.
-#   xtuner train configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage2.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/qwen2_5_7b/videoccam_qwen2_5_7b_stage2.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 # Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
 

@@ -3,7 +3,8 @@
 # microsoft/Phi-3-medium-4k-instruct (the LLM block, batch and memory of the phi3_medium_4k stage-2 recipe); README
 # "Fine-tune a released Video-CCAM model".
 #   huggingface-cli download JaronTHU/Video-CCAM-14B --local-dir checkpoints/Video-CCAM-14B
-#   xtuner train configs/released/videoccam_14b_finetune.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/released/videoccam_14b_finetune.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 #   python tools/convert_to_hf.py configs/released/videoccam_14b_finetune.py \
 #       work_dirs/videoccam_14b_finetune OUT --save-format released
 from mmengine.config import read_base

@@ -1,7 +1,8 @@
 # Fine-tune the released Video-CCAM-4B-v1.1 (huggingface.co/JaronTHU/Video-CCAM-4B-v1.1): the same layout and base
 # models as Video-CCAM-4B (configs/released/videoccam_4b_finetune.py), another release.
 #   huggingface-cli download JaronTHU/Video-CCAM-4B-v1.1 --local-dir checkpoints/Video-CCAM-4B-v1_1
-#   xtuner train configs/released/videoccam_4b_v1_1_finetune.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/released/videoccam_4b_v1_1_finetune.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 from mmengine.config import read_base
 
 with read_base():

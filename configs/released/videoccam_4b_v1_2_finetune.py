@@ -3,7 +3,8 @@
 # instruct (the LLM block, batch and memory of the phi3_5_mini stage-2 recipe); README "Fine-tune a released Video-
 # CCAM model".
 #   huggingface-cli download JaronTHU/Video-CCAM-4B-v1.2 --local-dir checkpoints/Video-CCAM-4B-v1_2
-#   xtuner train configs/released/videoccam_4b_v1_2_finetune.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/released/videoccam_4b_v1_2_finetune.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 #   python tools/convert_to_hf.py configs/released/videoccam_4b_v1_2_finetune.py \
 #       work_dirs/videoccam_4b_v1_2_finetune OUT --save-format released
 from mmengine.config import read_base

@@ -3,7 +3,8 @@
 # 01-ai/Yi-1.5-9B-Chat (the LLM block, batch and memory of the yi1_5_9b stage-2 recipe); README "Fine-tune a released
 # Video-CCAM model".
 #   huggingface-cli download JaronTHU/Video-CCAM-9B --local-dir checkpoints/Video-CCAM-9B
-#   xtuner train configs/released/videoccam_9b_finetune.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/released/videoccam_9b_finetune.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 #   python tools/convert_to_hf.py configs/released/videoccam_9b_finetune.py \
 #       work_dirs/videoccam_9b_finetune OUT --save-format released
 from mmengine.config import read_base

@@ -4,7 +4,7 @@
 #   python tools/make_example_data.py                      # media for data/example/train.jsonl
 #   python tools/quickstart.py                             # or any stage-2 run: work_dirs/quickstart/stage2
 #   python tools/validate_data.py data/example/train.jsonl --config configs/tiny/videoccam_tiny_qwen2_custom_finetune.py
-#   xtuner train configs/tiny/videoccam_tiny_qwen2_custom_finetune.py --work-dir work_dirs/custom_finetune
+#   python tools/train.py configs/tiny/videoccam_tiny_qwen2_custom_finetune.py --work-dir work_dirs/custom_finetune
 # Your data: set data_root / data_path below (or --cfg-options train_dataloader.dataset.data_path=... and
 # train_dataloader.dataset.data_root=...). To start from a converted Hugging Face folder instead of a training
 # checkpoint, see configs/tiny/videoccam_tiny_qwen2_finetune_from_hf.py.

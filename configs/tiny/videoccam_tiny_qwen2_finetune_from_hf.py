@@ -4,7 +4,7 @@
 #   that produced it are already merged), and new LoRA adapters are trained on top, as in stage 2.
 # Everything else (data, schedule, LoRA sizes) comes from the stage-2 config. Build the folder first:
 #   python tools/quickstart.py   (writes work_dirs/quickstart/hf)   or   python tools/convert_to_hf.py ...
-# then `xtuner train configs/tiny/videoccam_tiny_qwen2_finetune_from_hf.py` (or tools/train.py).
+# then `python tools/train.py configs/tiny/videoccam_tiny_qwen2_finetune_from_hf.py`.
 # For a real model, point videoccam_hf_path at e.g. a Video-CCAM-7B-v1.2 folder, set the LLM/vision dtype to
 # bfloat16 and use the real recipe's batch sizes. Settings inherited from stage 1 must agree with the
 # folder's config.json: num_queries (the dataset's visual token count) = projector_config.num_queries, and

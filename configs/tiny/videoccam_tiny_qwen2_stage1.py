@@ -2,8 +2,7 @@
 # tiny random Qwen2 LLM + tiny SigLIP, synthetic videos, CPU. Only the CCAM projector trains. Build the assets
 # first:
 #   python tools/make_tiny_models.py && python tools/make_synthetic_data.py
-# then `xtuner train configs/tiny/videoccam_tiny_qwen2_stage1.py` (or tools/train.py, which exits non-zero
-# on failure, unlike the xtuner CLI).
+# then `python tools/train.py configs/tiny/videoccam_tiny_qwen2_stage1.py`.
 import torch
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler

@@ -11,7 +11,7 @@ with read_base():
 #######################################################################
 #                          PART 1  Settings                           #
 #######################################################################
-pretrained_pth = "work_dirs/videoccam_tiny_qwen2_stage1"  # xtuner train's default work dir for stage 1
+pretrained_pth = "work_dirs/videoccam_tiny_qwen2_stage1"  # tools/train.py's default work dir for stage 1
 data_root = "work_dirs/synthetic_data"
 data_path = data_root + "/train.json"
 global_batch_size = num_gpus * batch_size * accumulative_counts  # noqa: F405

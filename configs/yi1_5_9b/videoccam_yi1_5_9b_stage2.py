@@ -1,6 +1,7 @@
 # Video-CCAM stage 2 (instruction tuning: projector + LoRA on the LLM and on SigLIP) with Yi-1.5-9B-Chat (8.8B):
 # this LLM's stage-1 config plus the stage-2 additions of configs/_base_/videoccam_stage2.py.
-#   xtuner train configs/yi1_5_9b/videoccam_yi1_5_9b_stage2.py --deepspeed configs/deepspeed/zero2_bf16.json
+#   torchrun --nproc_per_node=8 tools/train.py configs/yi1_5_9b/videoccam_yi1_5_9b_stage2.py \
+#       --launcher pytorch --deepspeed configs/deepspeed/zero2_bf16.json
 # Overrides (--cfg-options keys), memory and how to run: configs/README.md.
 from mmengine.config import read_base
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import ROOT, load_tool, tiny_cfg_options, write_malicious_checkpoint
@@ -66,8 +69,10 @@ def _check_watching(stage1: Path, stage2: Path) -> None:
     assert out.stat().st_size > 10_000
 
 
-def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_models, synthetic_data, tmp_path):
-    """`xtuner train` works through the .pth hook; a broken run still exits 0, so callers check artefacts."""
+def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_models, synthetic_data, tmp_path,
+                                                                          capsys):
+    """`xtuner train` works through the .pth hook, without the known notices; a broken run still exits 0, so
+    callers check artefacts."""
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     xtuner = str(Path(sys.executable).parent / "xtuner")
     opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
@@ -75,17 +80,83 @@ def test_stock_xtuner_cli_trains_and_failure_is_visible_only_in_artefacts(tiny_m
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0
     assert _checkpoint(tmp_path / "ok").exists(), run.stdout[-2000:] + run.stderr[-2000:]
+    assert not [notice for notice in KNOWN_NOTICES if notice in run.stdout + run.stderr], run.stdout[-5000:]
 
     bad = opts + ["train_dataloader.dataset.data_path=/nonexistent/data.json"]
     run = subprocess.run([xtuner, "train", STAGE1, "--work-dir", str(tmp_path / "bad"), "--cfg-options", *bad],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0  # the CLI hides the failure ...
     assert not (tmp_path / "bad" / "last_checkpoint").exists()  # ... the artefacts do not
-    # ... and our wrapper exits non-zero with the reason
-    run = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), STAGE1, "--work-dir", str(tmp_path / "bad2"),
+    # ... and a converter pointed at its work dir says so (tools/train.py's runs also record why: below)
+    assert load_tool("convert_to_hf").main([STAGE1, str(tmp_path / "bad"), str(tmp_path / "hf"), "--cfg-options",
+                                            *opts]) == 1  # fmt: skip
+    assert f"{tmp_path / 'bad'} holds no checkpoint" in capsys.readouterr().err
+
+
+def test_a_failed_run_ends_with_its_error_and_log_and_its_work_dir_says_so(tiny_models, synthetic_data, tmp_path,
+                                                                          capsys):
+    """tools/train.py on a config that fails at build: exit 1, the error and the log as the last lines, the error
+    in the log; chat and convert on its work dir then say there is no checkpoint and point to that log."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1)
+    bad, work = opts + ["train_dataloader.dataset.data_path=/nonexistent/data.json"], tmp_path / "bad"
+    run = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), STAGE1, "--work-dir", str(work),
                           "--cfg-options", *bad], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0
-    assert "data file not found: /nonexistent/data.json" in run.stderr
+    assert run.returncode == 1
+    log = next(work.glob("*/*.log"))
+    assert run.stderr.strip().splitlines()[-2:] == [
+        "train: error: FileNotFoundError: data file not found: /nonexistent/data.json",
+        f"train: training failed; full log: {log} (work dir {work})"], run.stderr[-3000:]
+    assert "training failed:" in log.read_text() and log.read_text().rstrip().endswith(
+        "FileNotFoundError: data file not found: /nonexistent/data.json")
+
+    expected = (f"error: {work} holds no checkpoint: the training run in this work dir saved none (it failed, or has "
+                f"not reached its first save). Its log is {log}; its last error: FileNotFoundError: data file not "
+                "found: /nonexistent/data.json")  # fmt: skip
+    assert load_tool("convert_to_hf").main([STAGE1, str(work), str(tmp_path / "hf"), "--cfg-options", *opts]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == expected
+    assert not (tmp_path / "hf").exists()
+    err = io.StringIO()
+    video = next((synthetic_data / "videos").glob("*.mp4"))
+    assert load_tool("chat").main(["--config", STAGE1, "--checkpoint", str(work), "--video", str(video), "--prompt",
+                                   "What happens?"], stderr=err) == 2  # fmt: skip
+    assert err.getvalue().strip() == expected
+
+
+# what a run printed before videoccam/quiet.py, in every run (the DeepSpeed line on a CPU-only torch)
+KNOWN_NOTICES = ["Support for Transformers < 5.6 is deprecated in PEFT", '"FileClient" will be deprecated',
+                 '"HardDiskBackend" is the alias', "registry tree. As a workaround", "Reach the end of the dataloader",
+                 "has no metainfo", "Setting accelerator to CPU"]  # fmt: skip
+
+
+def test_a_run_prints_no_known_notice_keeps_real_warnings_and_ends_with_its_losses(tiny_models, synthetic_data,
+                                                                                 tmp_path):
+    """Two epochs (the dataloader restarts) on data with a record whose video is missing, skipped: the library
+    notices are gone, the skipped record's warning shows, the last lines are the losses and the checkpoint."""
+    records = json.loads((synthetic_data / "captions.json").read_text())[:4]
+    missing = dict(records[0], id="missing_video", video="videos/does_not_exist.mp4")
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([missing, *records]))  # first: max_dataset_length keeps the first 4
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(2) + [
+        f"train_dataloader.dataset.data_path={data}", "train_dataloader.dataset.on_error=skip",
+        "train_cfg.max_epochs=2"]  # fmt: skip
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    run = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), STAGE1, "--work-dir", str(tmp_path / "w"),
+                          "--cfg-options", *opts], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    assert not [notice for notice in KNOWN_NOTICES if notice in output], output[-5000:]
+    assert re.search(r"WARNING - skipping \S*data.json: record 0 \(id='missing_video'\): video not found", output), \
+        output[-5000:]  # fmt: skip
+    scalars = [json.loads(line) for line in next((tmp_path / "w").glob("*/vis_data/scalars.json")).read_text()
+               .splitlines()]  # fmt: skip
+    assert [r["step"] for r in scalars] == [1, 2, 3, 4]
+    log = next((tmp_path / "w").glob("*/*.log"))
+    # the first iteration's logged loss is its own; the last line gives the last iteration's own loss
+    first, = re.findall(r"finished 4 iterations, loss ([0-9.]+) \(iteration 1\) -> [0-9.]+ \(iteration 4\)$",
+                        run.stdout.strip().splitlines()[-2])  # fmt: skip
+    assert float(first) == pytest.approx(scalars[0]["loss"], abs=1e-4)
+    assert run.stdout.strip().splitlines()[-1] == f"train: checkpoint {tmp_path / 'w' / 'iter_4.pth'}; log {log}"
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_by_resume_and_load_from(tiny_models, synthetic_data, tmp_path,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videoccam.checkpoint import resolve_checkpoint
 from videoccam.evaluation.grounding import AccuracyReport, AnswerRule, answer_accuracy, qa_items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,11 +108,13 @@ def train_variant(
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     with open(log_path, "w") as log:
         status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
-    marker = work_dir / "last_checkpoint"
-    if status != 0 or not marker.is_file():
+    if status != 0:
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"training {work_dir.name} failed (exit {status}); log: {log_path}\n{tail}")
-    return Path(marker.read_text().strip())
+    try:
+        return Path(resolve_checkpoint(work_dir))
+    except FileNotFoundError as e:
+        raise RuntimeError(f"training {work_dir.name} wrote no checkpoint: {e}") from None
 
 
 def evaluate_variant(

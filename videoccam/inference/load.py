@@ -37,7 +37,8 @@ def check_model_source(
 
     Raises:
         ValueError: if both ways, neither, or only one of config / checkpoint are given.
-        FileNotFoundError: if a given path does not exist.
+        FileNotFoundError: if a given path does not exist, or the checkpoint is a folder that holds no checkpoint
+            (:class:`~videoccam.checkpoint.NoCheckpointError`: a failed run's work dir, its log named).
     """
     if model_path and (config or checkpoint):
         raise ValueError(
@@ -53,6 +54,10 @@ def check_model_source(
                        ("checkpoint (--checkpoint)", checkpoint)):  # fmt: skip
         if path and not os.path.exists(path):
             raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    if checkpoint:
+        from videoccam.checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(checkpoint)  # a work dir that holds no checkpoint fails here, saying what it holds
 
 
 def load_image_processor(path: str | os.PathLike) -> Any:
@@ -88,7 +93,8 @@ def load_trained_model(
         as used (overrides applied, ``model.pretrained_pth`` None, no ``quantization_config``).
 
     Raises:
-        FileNotFoundError: if ``config`` or ``checkpoint`` does not exist.
+        FileNotFoundError: if ``config`` or ``checkpoint`` does not exist, or ``checkpoint`` is a work dir that holds
+            no checkpoint (:class:`~videoccam.checkpoint.NoCheckpointError`, naming the failed run's log).
         ValueError: if the checkpoint holds weights that have no place in the model.
     """
     from mmengine.logging import print_log
@@ -96,9 +102,10 @@ def load_trained_model(
 
     from videoccam.config import load_config
 
+    from videoccam.checkpoint import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(checkpoint)  # before the slow model build: a work dir without one fails here
     cfg = load_config(config, cfg_options)
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     cfg.model.pretrained_pth = None  # the checkpoint holds every trained weight
     if cfg.model.get("llm", {}).get("quantization_config") is not None:
         # QLoRA: merge the adapters into dense base weights (the usual way to export a QLoRA model)

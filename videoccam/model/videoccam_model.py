@@ -46,7 +46,7 @@ from torch import nn
 from xtuner.model.utils import LoadWoInit, find_all_linear_names
 from xtuner.registry import BUILDER
 
-from videoccam.checkpoint import load_checkpoint, weights_only_loading
+from videoccam.checkpoint import load_checkpoint, resolve_checkpoint, weights_only_loading
 from videoccam.model.chunked_loss import DEFAULT_LOSS_CHUNK_SIZE, chunked_head_cross_entropy, num_loss_chunks
 from videoccam.model.gpu_options import check_gpu_only_options
 from videoccam.model.hf.ccam_projector import CCAMProjector, CCAMProjectorConfig
@@ -405,16 +405,13 @@ class VideoCCAMModel(BaseModel):
         """Load the trainable weights saved by an earlier stage; unknown keys are an error, not ignored.
 
         ``path`` is an mmengine ``.pth`` file, a DeepSpeed checkpoint folder, or a work dir whose
-        ``last_checkpoint`` file names the checkpoint. Every file is read weights-only
-        (:mod:`videoccam.checkpoint`): a file that would run code is refused with
-        :class:`~videoccam.checkpoint.UnsafeCheckpointError` (a ValueError), nothing of it loaded.
+        ``last_checkpoint`` file names the checkpoint (:func:`videoccam.checkpoint.resolve_checkpoint`; a work dir
+        without a checkpoint raises :class:`~videoccam.checkpoint.NoCheckpointError`, a FileNotFoundError naming
+        the failed run's log). Every file is read weights-only (:mod:`videoccam.checkpoint`): a file that would run
+        code is refused with :class:`~videoccam.checkpoint.UnsafeCheckpointError` (a ValueError), nothing of it
+        loaded.
         """
-        marker = os.path.join(path, "last_checkpoint")
-        if os.path.isdir(path) and os.path.isfile(marker):
-            with open(marker) as f:
-                path = f.read().strip()
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"pretrained_pth not found: {path}")
+        path = resolve_checkpoint(path)
         if os.path.isdir(path):
             # a DeepSpeed checkpoint folder: rebuild the fp32 master weights from the ZeRO shards (xtuner's
             # guess_load_checkpoint would round them to float16 first); xtuner's reader passes weights_only=False
