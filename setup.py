@@ -53,7 +53,7 @@ EXTRAS = {
     # tested with gradio 5.50.0 (tools/web_demo.py, tests/tools/test_web_demo.py); gradio 6 needs
     # huggingface-hub>=1, which transformers 4.48 rejects, and changes the Chatbot / launch() API
     "demo": ["gradio>=5.50,<6"],
-    "test": ["pytest<10", "imageio-ffmpeg<1", "selenium<5"],  # [9.2.0, 0.8.1, 4.51.0]
+    "test": ["pytest<10", "pytest-timeout>=2.3,<3", "imageio-ffmpeg<1", "selenium<5"],  # [9.2.0, 2.4.0, 0.8.1, 4.51.0]
 }
 
 # requirements without an upper bound, and why (tests/test_setup.py allows exactly these)
