@@ -193,8 +193,17 @@ class RankGroup:
             raise OtherRankError("; ".join(failed))
         return [p for _, p in gathered]
 
-    def close(self) -> None:
-        """Leave the process group (nothing with one process)."""
+    def close(self, wait: timedelta = timedelta(seconds=60)) -> None:
+        """Leave the process group together (nothing with one process).
+
+        The ranks first meet in a barrier (at most ``wait``; a rank that does not come is not waited for longer):
+        a rank that tears its gloo connections down while a peer still uses them can abort the peer's process at
+        exit ("terminate called without an active exception", seen once in ~20 two-process runs).
+        """
         if self._dist is not None and self._dist.is_initialized():
+            try:
+                self._dist.monitored_barrier(timeout=wait)
+            except RuntimeError:  # a peer failed or left: nothing to wait for
+                pass
             self._dist.destroy_process_group()
         self._dist = None
