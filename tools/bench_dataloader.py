@@ -10,11 +10,11 @@ Measures, side by side in one run (interleaved item by item, so machine load aff
   (resize to --image-size, bicubic, mean = std = 0.5) as training runs it: PIL's resize, exactly as the
   processor does it, giving uint8 frames that the model normalises on its device (``normalize_in_model``);
 * ``dataset_float32``: the same with the normalisation in the loader (``normalize_in_model=False``: float32
-  ``pixel_values``, what the dataset returned before issue 12), unless ``--skip-float``;
+  ``pixel_values``, what the dataset returned before the loader kept uint8 frames), unless ``--skip-float``;
 * the dataset with ``fast_image_processing=False`` (the Hugging Face image processor on PIL frames), for
   reference, unless ``--skip-hf``;
 * with ``--with-torch-resize``: the dataset resizing with torch's uint8 antialiased ``interpolate`` instead of
-  PIL (what it did before issue 9; fast, but 1-2 uint8 steps away from the processor on about 0.5% of the
+  PIL (an earlier path; fast, but 1-2 uint8 steps away from the processor on about 0.5% of the
   values), to show what PIL's exact resize costs in the same run;
 * with ``--with-decode-resize``: raw decord followed by PIL's resize of the decoded frames and nothing else,
   the floor of any exact loader: the ratio dataset / this shows the dataset's own overhead.
@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--with-decode-resize", action="store_true",
                         help="also measure raw decord + PIL resize only (the floor of an exact loader)")
     parser.add_argument("--with-torch-resize", action="store_true",
-                        help="also measure the dataset with torch's uint8 resize (the pre-issue-9 path)")
+                        help="also measure the dataset with torch's uint8 resize (an earlier path)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.sampling == "fps" and not args.fps:
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  ratio with the HF image processor instead: {rate['dataset_hf_processor'] / rate['raw_decord']:.2f} "
               f"(wall), {cpu_rate['dataset_hf_processor'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
     if "dataset_float32" in rate:
-        print(f"  ratio with float32 pixel values from the loader (before issue 12): "
+        print(f"  ratio with float32 pixel values from the loader (an earlier path): "
               f"{rate['dataset_float32'] / rate['raw_decord']:.2f} (wall), "
               f"{cpu_rate['dataset_float32'] / cpu_rate['raw_decord']:.2f} (CPU)")  # fmt: skip
     if "raw_decord_pil_resize" in rate:
