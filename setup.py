@@ -47,7 +47,8 @@ CORE = [
 EXTRAS = {
     # xtuner itself: install with --no-deps (tools/install.sh does); listed for reference only
     # 0.19.7+ removed a module mmengine 0.10.6 imports; DeepSpeed JIT-builds its ops (shm_comm, cpu_adam) with
-    # g++ and ninja at first use, and torch finds ninja on PATH: the wheel puts it in the venv's bin/
+    # g++ and ninja at first use on GPU hosts (torch finds ninja on PATH: the wheel puts it in the venv's bin/;
+    # on CPU hosts our patches build nothing)
     "deepspeed": ["deepspeed>=0.16.2,<0.19.7", "ninja<2"],  # [0.19.6, 1.13.2]
     "gpu": ["bitsandbytes>=0.45.1,<0.46", "torchvision"],  # flash-attn: build with --no-build-isolation
     # tested with gradio 5.50.0 (tools/web_demo.py, tests/tools/test_web_demo.py); gradio 6 needs

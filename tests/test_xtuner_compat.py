@@ -52,16 +52,20 @@ SNAPSHOT = textwrap.dedent(
         from mmengine.runner import FlexibleRunner, Runner
         import xtuner.model.utils, xtuner.tools.utils
         from xtuner.tools.utils import get_seed_from_checkpoint  # as xtuner/tools/train.py binds it
-        return {name: getattr(fn, "_videoccam_weights_only", False) for name, fn in {
+        import deepspeed.comm.torch
+        guarded = {name: getattr(fn, "_videoccam_weights_only", False) for name, fn in {
             "Runner.load_or_resume": Runner.load_or_resume,
             "FlexibleRunner.load_or_resume": FlexibleRunner.load_or_resume,
             "get_seed_from_checkpoint": get_seed_from_checkpoint,
             "guess_load_checkpoint": xtuner.model.utils.guess_load_checkpoint}.items()}
+        # patch 5: no DeepSpeed shared-memory op is built on a CPU host
+        guarded["no shm op"] = torch.cuda.is_available() or sys.modules["deepspeed.comm.torch"].build_shm_op() is None
+        return guarded
     """
 )
 
 
-def _run_isolated(body: str, tmp_path) -> dict:
+def _run_isolated(body: str, tmp_path, env_extra: dict[str, str] | None = None, timeout: float = 600) -> dict:
     """Run ``body`` (after SNAPSHOT) in a fresh ``python -S`` with this checkout importable; returns its JSON."""
     prelude = f"import sys\nsys.path[:0] = {[str(ROOT), *isolated_python_path()]!r}\n"
     check = textwrap.dedent(
@@ -70,9 +74,9 @@ def _run_isolated(body: str, tmp_path) -> dict:
         assert videoccam.__file__.startswith({str(ROOT / "videoccam")!r}), videoccam.__file__
         """
     )
-    env = isolated_env(tmp_path)
+    env = {**isolated_env(tmp_path), **(env_extra or {})}
     result = subprocess.run([sys.executable, "-S", "-c", prelude + SNAPSHOT + check + textwrap.dedent(body)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
     assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -127,7 +131,7 @@ def test_install_applies_the_patches_once(tmp_path):
 def test_install_after_the_loaders_are_imported_patches_them_in_place(tmp_path):
     body = """
     import json
-    import mmengine.runner, xtuner.model.utils, xtuner.tools.utils
+    import mmengine.runner, xtuner.model.utils, xtuner.tools.utils, deepspeed.comm.torch
     from videoccam import xtuner_compat
     xtuner_compat.install()
     print(json.dumps({"guarded": loaders_guarded(), "after": snapshot()}))
@@ -195,3 +199,28 @@ def test_make_xtuner_importable_only_stubs_the_torchvision_module(tmp_path):
     changed = {k for k in out["after"] if out["after"][k] != out["before"][k]}
     assert changed == {"xtuner.dataset.internvl_dataset stub"}
     assert "needs torchvision" in out["message"]
+
+
+@pytest.mark.slow
+def test_deepspeed_starts_on_cpu_although_a_killed_build_left_its_lock(tmp_path):
+    """A process killed while DeepSpeed JIT-built its CPU shared-memory op leaves ``deepspeed_shm_comm/lock`` in the
+    torch extensions folder; unpatched, every later ``deepspeed.init_distributed`` waits for it forever. With the
+    patches installed DeepSpeed builds nothing: it starts, and an all-reduce over gloo gives the right sum."""
+    extensions = tmp_path / "torch_extensions"
+    (extensions / "deepspeed_shm_comm").mkdir(parents=True)
+    (extensions / "deepspeed_shm_comm" / "lock").touch()
+    body = """
+    import json, os
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(__import__("socket").create_server(("127.0.0.1", 0))
+                                                             .getsockname()[1]), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    from videoccam import xtuner_compat
+    xtuner_compat.install()
+    import deepspeed, deepspeed.comm as ds_comm
+    deepspeed.init_distributed("gloo")
+    x = torch.tensor([2.0, 3.0])
+    ds_comm.all_reduce(x)
+    print(json.dumps({"sum": x.tolist(), "built": os.listdir(os.environ["TORCH_EXTENSIONS_DIR"] + "/deepspeed_shm_comm")}))
+    """
+    env_extra = {"TORCH_EXTENSIONS_DIR": str(extensions)}
+    out = _run_isolated(body, tmp_path, env_extra=env_extra, timeout=180)
+    assert out == {"sum": [2.0, 3.0], "built": ["lock"]}

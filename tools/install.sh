@@ -20,15 +20,3 @@ import torch, transformers, mmengine, xtuner, peft, decord, tensorboard
 print(f"videoccam env ready: torch {torch.__version__}, transformers {transformers.__version__}, "
       f"mmengine {mmengine.__version__}, xtuner {xtuner.__version__}, peft {peft.__version__}")
 PY
-if [[ ",$extras," == *",deepspeed,"* ]]; then
-  # DeepSpeed JIT-compiles its CPU shared-memory comm op (g++ + ninja from the venv) the first time a process
-  # initialises DeepSpeed's comm: about 25-60 s on 2 cores. Build it now, into the torch extensions cache
-  # (~/.cache/torch_extensions), instead of inside the first training run or test. A no-op on GPU machines.
-  if ! out=$(PATH="$PWD/.venv/bin:$PATH" $VPY -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" 2>&1)
-  then
-    echo "$out" >&2
-    echo "error: DeepSpeed could not build its CPU comm op (needs g++ and the ninja in .venv/bin)" >&2
-    exit 1
-  fi
-  echo "$out" | grep -v "Setting accelerator to CPU" || true
-fi

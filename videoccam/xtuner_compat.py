@@ -1,7 +1,7 @@
 """Make xtuner 0.2.0 + mmengine 0.10.6 run on a CPU-only torch build (and keep working on GPUs), and load
 their checkpoints without running code from them.
 
-Patches 1-3 each fix one measured failure of the stock stack on CPU (see ``shared/install-notes.md``); patch 4
+Patches 1-3 and 5 each fix one measured failure of the stock stack on CPU (see ``shared/install-notes.md``); patch 4
 makes its checkpoint loads safe:
 
 1. ``xtuner.dataset`` imports ``internvl_dataset``, which imports torchvision. On torch 2.13.0+cpu no working
@@ -20,11 +20,18 @@ makes its checkpoint loads safe:
    checkpoints hold applies while they load, also where DeepSpeed and xtuner pass ``weights_only=False``. A
    module not imported yet is patched right after its first import (:class:`_PatchAfterImport`), so installing
    costs no import of mmengine or xtuner. No environment variable is set.
+5. On a host without CUDA, DeepSpeed's communication backend (``deepspeed.comm.torch.TorchBackend``) JIT-builds
+   its shared-memory op with g++ and ninja at every start, under a lock file in the torch extensions folder; a
+   process killed while it holds the lock (a timeout, ``kill -9``) leaves the file behind, and every later
+   DeepSpeed start on that machine waits for it forever (seen: a test worker idle for 10 minutes in
+   ``FileBaton.wait``). The op only initialises a shared-memory fast path for DeepSpeed's CPU inference
+   all-reduce, which training does not use: ``build_shm_op`` returns None there, so DeepSpeed runs over plain
+   gloo, builds nothing and needs no compiler. On CUDA hosts nothing changes.
 
 Who applies what (nothing here runs at import; importing any module of ``videoccam`` changes no global state,
 ``tests/test_xtuner_compat.py`` checks it module by module in a fresh interpreter):
 
-* :func:`install` (all four patches, idempotent) is called only by entry points: each ``tools/*.py`` ``main()``
+* :func:`install` (all five patches, idempotent) is called only by entry points: each ``tools/*.py`` ``main()``
   that may touch xtuner or mmengine, the ``.pth`` hook below, and tests that train.
 * :func:`make_xtuner_importable` (patch 1 alone) is called by library functions right before they import
   ``xtuner.dataset`` (config loading, tokenisation, tokenizer export). It only puts a stub for
@@ -87,7 +94,7 @@ def make_xtuner_importable() -> None:
 
 
 def install() -> None:
-    """Apply the four patches (idempotent). Entry points call it before importing ``xtuner``; library code never does."""
+    """Apply the five patches (idempotent). Entry points call it before importing ``xtuner``; library code never does."""
     global _installed
     if _installed:
         return
@@ -99,6 +106,11 @@ def install() -> None:
     if not torch.cuda.is_available():
         torch.cuda.set_device = lambda *args, **kwargs: None
     pending = {}
+    if not torch.cuda.is_available():
+        if "deepspeed.comm.torch" in sys.modules:
+            _no_shm_op(sys.modules["deepspeed.comm.torch"])
+        else:
+            pending["deepspeed.comm.torch"] = _no_shm_op
     for module_name, (owner, function) in CHECKPOINT_LOADERS.items():
         if module_name in sys.modules:
             _load_weights_only(sys.modules[module_name], owner, function)
@@ -107,6 +119,12 @@ def install() -> None:
     if pending:
         patch_after_import(pending)
     _installed = True
+
+
+def _no_shm_op(module: types.ModuleType) -> None:
+    """Patch 5: DeepSpeed's CPU shared-memory op is not built (``build_shm_op`` returns None, as DeepSpeed's own
+    does where the op is incompatible)."""
+    module.build_shm_op = lambda: None
 
 
 def patch_after_import(patches: dict[str, Callable[[types.ModuleType], None]]) -> None:
