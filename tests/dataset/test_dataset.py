@@ -273,7 +273,7 @@ def _stopping_error(make_dataset, data, **kwargs) -> str:
     return str(info.value)
 
 
-def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(make_dataset, tmp_path, capsys):
+def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(make_dataset, tmp_path):
     """The error that stops training: file, line (a blank line before the record counts), 0-based index, the
     nearest existing name, the fix, and a last line pointing to validate_data.py and on_error=skip; the same text
     again when the run starts from the cached index."""
@@ -283,17 +283,19 @@ def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(m
     data = tmp_path / "train.jsonl"
     data.write_text(json.dumps(_video_record("a", "videos/clip_001.mp4")) + "\n\n"
                     + json.dumps(_video_record("typo", "videos/clp_002.mp4")) + "\n")  # fmt: skip
-    message = _stopping_error(make_dataset, data)
+    index_dir = tmp_path / "index"
+    message = _stopping_error(make_dataset, data, index_dir=str(index_dir))
     first, pointer = message.splitlines()
     assert first == (f"{data} line 3 (record 1, 0-based; id='typo'): video not found: {tmp_path}/videos/clp_002.mp4 "
                      "(did you mean clip_002.mp4?); fix: correct the path in the record, or put the file there")
     assert pointer == (f"on_error='raise' stops at the first bad record. List them all: python tools/validate_data.py "
                        f"{data} (add --config CONFIG to check lengths too); or skip bad records: --cfg-options "
                        "train_dataloader.dataset.on_error=skip")  # fmt: skip
-    capsys.readouterr()
-    assert _stopping_error(make_dataset, data) == message  # from the cached index: the same text
-    assert "building the data index" not in capsys.readouterr().out
-    skipped = make_dataset(data, on_error="skip").skipped
+    (meta,) = index_dir.glob("train-*/meta.json")
+    built = meta.read_text()
+    assert _stopping_error(make_dataset, data, index_dir=str(index_dir)) == message  # the cached index: same text
+    assert list(index_dir.glob("train-*/meta.json")) == [meta] and meta.read_text() == built  # not rebuilt
+    skipped = make_dataset(data, on_error="skip", index_dir=str(index_dir)).skipped
     assert [(e["index"], e["line"]) for e in skipped] == [(1, 3)] and "did you mean clip_002.mp4?" in skipped[0]["reason"]
     # another media root: the pointer gives it to the validator; a missing folder is named as such
     other = tmp_path / "other.jsonl"
@@ -301,6 +303,20 @@ def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(m
     message = _stopping_error(make_dataset, other, data_root=str(tmp_path / "media"))
     assert f"(its folder {tmp_path}/media/vids does not exist: check the data root and the path)" in message
     assert f"python tools/validate_data.py {other} --root {tmp_path / 'media'} (add" in message
+
+
+def test_putting_a_missing_file_there_is_a_fix_that_works(make_dataset, tmp_path):
+    """The index key holds the data file, not its media: a file added after the build is seen on the next start
+    (a new index, built once) instead of a stale "not found"."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    data = _write(tmp_path / "late.jsonl", [_video_record("a", "a.mp4"), _video_record("late", "late.mp4")])
+    index_dir = str(tmp_path / "index")
+    assert len(make_dataset(data, on_error="skip", index_dir=index_dir)) == 1
+    (tmp_path / "late.mp4").write_bytes(b"x")
+    fixed = make_dataset(data, index_dir=index_dir)  # on_error="raise": the record is good now
+    assert len(fixed) == 2 and fixed.indexes[0].meta["fields"]["fixed_files"] == [str(tmp_path / "late.mp4")]
+    again = make_dataset(data, index_dir=index_dir)
+    assert again.indexes[0].path == fixed.indexes[0].path and again.indexes[0].meta == fixed.indexes[0].meta
 
 
 def test_two_placeholders_for_one_video_says_remove_one(make_dataset, tmp_path):
@@ -360,7 +376,7 @@ def test_skip_markers_travel_through_dataloader_workers(make_dataset, built_corp
 
 
 def test_record_error_pickles_and_rebuilds_from_a_message():
-    error = RecordError("a.jsonl", 7, "x", "video not found: v.mp4", "media_missing", 9, "rename it", "pointer")
+    error = RecordError("a.jsonl", 7, "x", "video not found: v.mp4", "media_missing", 9, "rename it", pointer="pointer")
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) == "a.jsonl line 9 (record 7, 0-based; id='x'): video not found: v.mp4; fix: " \
         "rename it\npointer"

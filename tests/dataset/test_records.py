@@ -88,7 +88,7 @@ def test_a_jsonl_record_is_named_by_its_line_and_its_0_based_index():
                           "in the record, or put the file there")  # fmt: skip
     assert str(RecordError("t.json", 3, None, "x", "schema")).startswith("t.json record 3 (0-based): x; fix: ")
     pointed = error.with_pointer("see tools/validate_data.py")
-    assert str(pointed) == f"{error}\nsee tools/validate_data.py" and pointed.message == str(error)
+    assert str(pointed) == f"{error}\nsee tools/validate_data.py" and pointed.text == str(error)
     assert str(RecordError.from_dict(error.as_dict())) == str(error)
 
 

@@ -65,10 +65,12 @@ from typing import Any
 import numpy as np
 
 from videoccam.dataset.records import (
+    FILE_CATEGORIES,
     NearbyNames,
     RecordError,
     check_media_path,
     check_num_frames,
+    file_problem_fixed,
     json_error_reason,
     parse_record,
 )
@@ -194,9 +196,25 @@ def index_job(file: str, root: str | os.PathLike, settings: IndexSettings, index
     """The index folder of ``file`` under the current settings (hashes the file)."""
     root = os.path.abspath(root)
     fields = {"format": INDEX_FORMAT, "file": file_identity(Path(file)), "root": root, **settings.key_fields()}
+    return _job(file, root, fields, Path(index_dir))
+
+
+def _job(file: str, root: str, fields: dict[str, Any], index_dir: Path) -> IndexJob:
     key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file).stem)[:60] or "data"
-    return IndexJob(file, root, Path(index_dir) / f"{stem}-{key}", fields)
+    return IndexJob(file, root, index_dir / f"{stem}-{key}", fields)
+
+
+def fixed_files(index: TokenIndex) -> list[str]:
+    """The files that ``index`` found missing or empty and that are there now (one ``stat`` per such error).
+
+    The key holds the data file, not its media: a file added or replaced after the build would keep its record's
+    stale verdict. :func:`ensure_indexes` re-keys such an index with this list (``fields["fixed_files"]``), so the
+    records are checked again, once.
+    """
+    fixed = {e["path"] for e in index.errors() if e.get("path") and e["category"] in FILE_CATEGORIES
+             and file_problem_fixed(e["path"], e["category"])}  # fmt: skip
+    return sorted(fixed)
 
 
 def _complete(path: Path) -> bool:
@@ -447,10 +465,10 @@ def _check_files_cached(sample: Any, source: str, cache: dict[str, Any], names: 
             check_media_path(sample, source, names)
             cache[key] = None
         except RecordError as error:
-            cache[key] = (error.reason, error.category, error.fix)
+            cache[key] = (error.reason, error.category, error.fix, error.path)
     if cache[key] is not None:
-        reason, category, fix = cache[key]
-        raise RecordError(source, sample.index, sample.record_id, reason, category, sample.line, fix)
+        reason, category, fix, path = cache[key]
+        raise RecordError(source, sample.index, sample.record_id, reason, category, sample.line, fix, path)
 
 
 def _process_unit(unit: _Unit, settings: IndexSettings, names: NearbyNames) -> _UnitResult:
@@ -692,9 +710,28 @@ def ensure_indexes(
 ) -> list[TokenIndex]:
     """Open the index of every job, building the missing ones first (once: see the module docstring).
 
+    An index that found files missing or empty which are there now (:func:`fixed_files`) is replaced by one whose
+    key also holds those files: built once, then opened by every later run while the files stay as they are.
+    Each start reads the ``errors.json`` of every index and stats the files of its file errors.
+
     Returns:
         The opened indexes, in the order of ``jobs``.
     """
+    indexes = _ensure(jobs, settings, workers, progress)
+    again = {}
+    for k, (job, index) in enumerate(zip(jobs, indexes)):
+        fixed = fixed_files(index)
+        if fixed:
+            again[k] = _job(job.file, job.root, {**job.fields, "fixed_files": fixed}, job.path.parent)
+    if again:
+        _log(f"{len(again)} data index(es) found files missing or empty that are there now: checking their records "
+             "again")  # fmt: skip
+        for k, index in zip(again, _ensure(list(again.values()), settings, workers, progress)):
+            indexes[k] = index
+    return indexes
+
+
+def _ensure(jobs: Sequence[IndexJob], settings: IndexSettings, workers: int, progress: bool) -> list[TokenIndex]:
     missing = list({job.path: job for job in jobs if not _complete(job.path)}.values())  # a file may recur
     if missing and _waiting_rank():
         _wait_for(missing)

@@ -101,12 +101,14 @@ class RecordError(ValueError):
         line: 1-based line of the record in the file (of a ``.json`` list: where the record starts); None when
             unknown.
         fix: What to do, in one phrase (default: the category's entry of :data:`FIXES`).
+        path: The missing or empty file of a ``media_missing`` / ``media_empty`` / ``subtitles_missing`` error found
+            while checking files (an index checks again whether it is there now), else None.
         pointer: Appended as the message's last line when the error stops a training run (where to look next).
     """
 
     def __init__(
         self, source: str, index: int = -1, record_id: Any = None, reason: str = "", category: str = "schema",
-        line: int | None = None, fix: str | None = None, pointer: str = "",
+        line: int | None = None, fix: str | None = None, path: str | None = None, pointer: str = "",
     ) -> None:  # fmt: skip
         if category not in CATEGORIES:
             raise ValueError(f"unknown RecordError category {category!r}; expected one of {sorted(CATEGORIES)}")
@@ -115,6 +117,7 @@ class RecordError(ValueError):
         )  # fmt: skip
         self.line = None if line is None else int(line)
         self.fix = fix if fix is not None else FIXES[category]
+        self.path = None if path is None else str(path)
         self.pointer = pointer
         if not reason:
             # A bare message: torch's DataLoader re-raises a worker's exception as ``type(e)(message)``.
@@ -125,21 +128,22 @@ class RecordError(ValueError):
 
     def __reduce__(self):  # picklable across DataLoader workers and process pools
         return (type(self), (self.source, self.index, self.record_id, self.reason, self.category, self.line,
-                             self.fix, self.pointer))  # fmt: skip
+                             self.fix, self.path, self.pointer))  # fmt: skip
 
     @property
-    def message(self) -> str:
-        """The error's text without its :attr:`pointer`: what a report lists for this record."""
+    def text(self) -> str:
+        """The error's text without its :attr:`pointer`: what a report lists for this record. (Not ``message``:
+        torch's DataLoader re-raises an exception class with a ``message`` attribute as ``type(e)(message=...)``.)"""
         return str(self).split("\n", 1)[0]
 
     def with_pointer(self, pointer: str) -> RecordError:
         """The same error with ``pointer`` as the message's last line (see :attr:`pointer`)."""
         return type(self)(self.source, self.index, self.record_id, self.reason, self.category, self.line, self.fix,
-                          pointer)  # fmt: skip
+                          self.path, pointer)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"index", "line", "id", "source", "category", "reason", "fix"}``: one entry of a report, of an index's
-        ``errors.json`` or of ``skipped_samples.json``."""
+        """``{"index", "line", "id", "source", "category", "reason", "fix"}`` (and ``"path"`` where set): one entry
+        of a report, of an index's ``errors.json`` or of ``skipped_samples.json``."""
         return {
             "index": self.index,
             "line": self.line,
@@ -148,13 +152,14 @@ class RecordError(ValueError):
             "category": self.category,
             "reason": self.reason,
             "fix": self.fix,
+            **({"path": self.path} if self.path is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> RecordError:
         """The inverse of :meth:`as_dict`."""
         return cls(entry["source"], entry["index"], entry.get("id"), entry["reason"], entry["category"],
-                   entry.get("line"), entry.get("fix"))  # fmt: skip
+                   entry.get("line"), entry.get("fix"), entry.get("path"))  # fmt: skip
 
 
 def json_error_reason(error: json.JSONDecodeError) -> str:
@@ -472,16 +477,16 @@ def check_media_path(sample: Sample, source: str, names: NearbyNames | None = No
     """
     names = names if names is not None else NearbyNames()
 
-    def fail(reason: str, category: str, fix: str | None = None) -> RecordError:
-        return RecordError(source, sample.index, sample.record_id, reason, category, sample.line, fix)
+    def fail(reason: str, category: str, path: Path, fix: str | None = None) -> RecordError:
+        return RecordError(source, sample.index, sample.record_id, reason, category, sample.line, fix, path)
 
     for item in sample.media:
         path = item.path
         if not path.exists():
-            raise fail(f"{item.kind} not found: {path}{names.hint(path)}", "media_missing")
+            raise fail(f"{item.kind} not found: {path}{names.hint(path)}", "media_missing", path)
         if path.is_dir():
             if item.kind == "image":
-                raise fail(f"image is a directory, expected an image file: {path}", "media_empty",
+                raise fail(f"image is a directory, expected an image file: {path}", "media_empty", path,
                            fix="name an image file, or list the folder of frames as a 'video'")  # fmt: skip
             with os.scandir(path) as entries:
                 has_frames = any(
@@ -491,11 +496,24 @@ def check_media_path(sample: Sample, source: str, names: NearbyNames | None = No
                 )  # fmt: skip
             if not has_frames:
                 raise fail(f"frame folder has no image files ({', '.join(IMAGE_EXTENSIONS)}): {path}", "media_empty",
-                           fix="put the video's frames in it as image files, or remove the record")  # fmt: skip
+                           path, fix="put the video's frames in it as image files, or remove the record")  # fmt: skip
         elif path.stat().st_size == 0:
-            raise fail(f"{item.kind} file is empty (0 bytes): {path}", "media_empty")
-    if sample.subtitles is not None and not sample.subtitles.is_file():
-        raise fail(f"subtitles file not found: {sample.subtitles}{names.hint(sample.subtitles)}", "subtitles_missing")
+            raise fail(f"{item.kind} file is empty (0 bytes): {path}", "media_empty", path)
+    subtitles = sample.subtitles
+    if subtitles is not None and not subtitles.is_file():
+        raise fail(f"subtitles file not found: {subtitles}{names.hint(subtitles)}", "subtitles_missing", subtitles)
+
+
+FILE_CATEGORIES = ("media_missing", "media_empty", "subtitles_missing")
+"""Categories of :func:`check_media_path`: a verdict about a file that adding or replacing the file changes."""
+
+
+def file_problem_fixed(path: str | Path, category: str) -> bool:
+    """Whether the file of a :data:`FILE_CATEGORIES` error is there now (exists, is not empty; one ``stat``)."""
+    path = Path(path)
+    if category == "subtitles_missing":
+        return path.is_file()
+    return media_error_category(path) == "media_corrupt"  # neither missing nor empty: whether it decodes is later
 
 
 def media_error_category(path: Path | None) -> str:

@@ -98,7 +98,7 @@ class RecordResult:
 
     def messages(self, source: str) -> list[str]:
         """Each error as training says it (:class:`RecordError`'s message: file, line, record, reason, fix)."""
-        return [RecordError(source, self.index, self.record_id, e["reason"], e["category"], self.line, e["fix"]).message
+        return [RecordError(source, self.index, self.record_id, e["reason"], e["category"], self.line, e["fix"]).text
                 for e in self.errors]  # fmt: skip
 
 
