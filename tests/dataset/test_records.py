@@ -145,6 +145,12 @@ def test_missing_files_get_the_nearest_name_of_their_folder_listed_once(tmp_path
     assert listed == [tmp_path / "v"]  # one listing for the folder, whatever the number of missing files
     capped = records.NearbyNames(max_entries=3)  # a folder too large to match against: no suggestion
     assert capped.hint(tmp_path / "v/clip_0002.mp4") == ""
+    (tmp_path / "big").mkdir()  # many similar names: the typo's neighbours in sorted order still hold its file
+    for i in range(3000):
+        (tmp_path / "big" / f"clip_{i:05d}.mp4").touch()
+    assert names.hint(tmp_path / "big/clp_01234.mp4") == " (did you mean clip_01234.mp4?)"
+    assert names.hint(tmp_path / "big/clip_01234.mpp4") == " (did you mean clip_01234.mp4?)"
+    assert names.hint(tmp_path / "big/Clip_02999.mp4") == " (did you mean clip_02999.mp4?)"
     sample = parse_record(rec(video="v/clip_0002.mp4", subtitles="v/clip_001.srtt"), 0, "d.jsonl", tmp_path, 1)
     with pytest.raises(RecordError, match=r"video not found: .*clip_0002.mp4 \(did you mean clip_002.mp4\?\); fix: "):
         records.check_media_path(sample, "d.jsonl", names)
