@@ -296,7 +296,8 @@ def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(m
     assert _stopping_error(make_dataset, data, index_dir=str(index_dir)) == message  # the cached index: same text
     assert list(index_dir.glob("train-*/meta.json")) == [meta] and meta.read_text() == built  # not rebuilt
     skipped = make_dataset(data, on_error="skip", index_dir=str(index_dir)).skipped
-    assert [(e["index"], e["line"]) for e in skipped] == [(1, 3)] and "did you mean clip_002.mp4?" in skipped[0]["reason"]
+    assert [(e["index"], e["line"]) for e in skipped] == [(1, 3)]
+    assert "did you mean clip_002.mp4?" in skipped[0]["reason"]
     # another media root: the pointer gives it to the validator; a missing folder is named as such
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps(_video_record("b", "vids/clip_001.mp4")) + "\n")
@@ -508,6 +509,7 @@ def test_multi_media_records_validate_and_a_wrong_placeholder_count_is_named(tra
     report = validate_data(bad, synthetic_data, progress=False, decode=False)
     assert [(r.index, r.errors[0]["category"]) for r in report.bad] == [(0, "placeholders")]
     with pytest.raises(RecordError, match=r"bad.jsonl line 1 \(record 0, 0-based; id='multi'\): has 1 <video> "
-                                          r"placeholder and 1 <image> placeholder for 2 videos and 1 image; fix: add one"):
+                                          r"placeholder and 1 <image> placeholder for 2 videos and 1 image; "
+                                          r"fix: add one"):
         VideoCCAMDataset(str(bad), trained.tokenizer, trained.image_processor, trained.template, num_queries=32,
                          max_length=512, data_root=str(synthetic_data), num_frames=4)

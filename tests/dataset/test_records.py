@@ -71,8 +71,8 @@ def test_multi_turn_with_system_and_text_only(tmp_path):
         ({"id": "r", "conversations": []}, r"'conversations' is \[\]; fix: give a list of turns"),
         ({"id": "r"}, r"'conversations' is missing; fix: give a list of turns"),
         (rec(video=""), r"'video' must be a non-empty path string, got ''; fix: give the file's path"),
-        ({"id": "r", "conversations": [{"from": "bot", "value": "x"}]}, r"turn 0 has unknown 'from' 'bot'; fix: use "
-                                                                         r"'human' for questions and 'gpt' for answers"),
+        ({"id": "r", "conversations": [{"from": "bot", "value": "x"}]},
+         r"turn 0 has unknown 'from' 'bot'; fix: use 'human' for questions and 'gpt' for answers"),
     ],
 )
 def test_bad_records_name_file_record_line_problem_and_fix(tmp_path, record, message):

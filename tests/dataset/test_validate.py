@@ -66,7 +66,7 @@ def test_without_tokenizer_lengths_are_not_checked(corpus_file):
 def test_truncation_kept_answer_is_a_warning(tmp_path, length_check, corpus_file):
     root = corpus_file.parent
     records = [json.loads(line) for line in corpus_file.read_text().splitlines()]
-    long_answer = {**records[0], "id": "long_answer", "extra": 1,
+    long_answer = {**records[0], "id": "long_answer", "extra": 1, "subtitle": "s.srt",
                    "conversations": [records[0]["conversations"][0],
                                      {"from": "gpt", "value": "The red square appears first. " * 150}]}  # fmt: skip
     data = tmp_path / "warn.jsonl"
@@ -76,7 +76,8 @@ def test_truncation_kept_answer_is_a_warning(tmp_path, length_check, corpus_file
     assert first.ok and first.truncated and first.num_tokens > 512
     categories = {w["category"]: w["reason"] for w in first.warnings}
     assert "truncation keeps" in categories["truncated"] and "answer tokens" in categories["truncated"]
-    assert "['extra']" in categories["unknown_fields"]
+    assert "['extra', 'subtitle']" in categories["unknown_fields"]
+    assert categories["unknown_fields"].endswith("; did you mean 'subtitle' -> 'subtitles'?")
     assert not second.warnings and second.ok
     assert third.errors[0]["category"] == "json" and "not valid JSON" in third.errors[0]["reason"]
     assert third.line == 3 and f"BAD   [json] {data} line 3 (record 2, 0-based): not valid JSON" in report.format()

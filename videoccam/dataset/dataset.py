@@ -11,8 +11,8 @@ mixture of sources (:mod:`videoccam.dataset.sources`); a record may hold several
 
 Bad input never silently becomes another sample. With ``on_error="raise"`` (default) the first bad record
 stops training with its file, line, index, id, reason and fix, and a last line saying how to list every bad
-record (``tools/validate_data.py``) or skip them (``on_error="skip"``). With ``on_error="skip"`` the record is dropped
-deterministically: construction-time problems (malformed JSONL line, schema, placeholders, missing or empty
+record (``tools/validate_data.py``) or skip them (``on_error="skip"``). With ``on_error="skip"`` the record is
+dropped deterministically: construction-time problems (malformed JSONL line, schema, placeholders, missing or empty
 media, missing subtitles, length) leave it out, and load-time problems (a video that exists but cannot be
 decoded) make ``__getitem__`` return a ``{"skipped": ...}`` marker that the collate function moves to
 ``data["skipped"]`` of the batch (so it crosses DataLoader worker processes with the batch);

@@ -480,9 +480,9 @@ def _process_unit(unit: _Unit, settings: IndexSettings, names: NearbyNames) -> _
                               settings.num_queries, unit.file)  # fmt: skip
     ids, ids_off, spans, spans_off = [], [0], [], [0]
     kinds, paths, frames, media_off = [], [], [], [0]
-    scalars: dict[str, list[Any]] = {name: [] for name in ("record_index", "line", "byte_offset", "byte_length", "id", "task",
-                                                            "num_tokens", "length", "answer_tokens", "truncated",
-                                                            "num_media")}  # fmt: skip
+    scalars: dict[str, list[Any]] = {name: [] for name in ("record_index", "line", "byte_offset", "byte_length", "id",
+                                                            "task", "num_tokens", "length", "answer_tokens",
+                                                            "truncated", "num_media")}  # fmt: skip
     for (sample, offset, length), result in zip(good, tokens):
         if isinstance(result, RecordError):
             errors.append(result.as_dict())

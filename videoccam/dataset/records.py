@@ -229,9 +229,9 @@ def load_records(path: str | Path, on_error: str = "raise") -> list[Any]:
     Args:
         path: The data file (``.jsonl`` is read as JSON lines, anything else as one JSON list).
         on_error: ``"raise"``: a malformed line stops loading (a :class:`RecordError`, category ``json``).
-            ``"skip"``: a malformed JSONL line becomes that :class:`RecordError` in its place in the returned list, so the caller can
-            report or skip it and the other records keep their indices. A malformed ``.json`` file always
-            raises (nothing in it can be trusted).
+            ``"skip"``: a malformed JSONL line becomes that :class:`RecordError` in its place in the returned list,
+            so the caller can report or skip it and the other records keep their indices. A malformed ``.json``
+            file always raises (nothing in it can be trusted).
 
     Returns:
         The records, in file order (lines holding only whitespace are not records). Memory grows with the file.
