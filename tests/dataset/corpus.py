@@ -26,7 +26,7 @@ BAD: dict[int, tuple[str, str]] = {
     6: ("media_corrupt", "cannot decode video"),
     7: ("media_missing", "not found"),
     8: ("media_empty", "no image files"),
-    9: ("placeholders", "2 media placeholders"),
+    9: ("placeholders", "has 2 <video> placeholders for 1 video"),
     10: ("no_answer", "no answer turn"),
     11: ("too_long", "remove the whole answer"),
 }

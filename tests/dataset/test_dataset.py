@@ -237,7 +237,7 @@ def test_answer_token_counts_are_the_trained_labels_of_each_sample(make_dataset,
 
 
 def test_answer_cut_away_is_an_error_not_a_silent_drop(make_dataset, built_corpus):
-    with pytest.raises(RecordError, match=r"record 11 \(id='too_long'\): too long: .* remove the whole answer"):
+    with pytest.raises(RecordError, match=r"record 11, 0-based; id='too_long'\): too long: .* remove the whole answer"):
         _only(make_dataset, built_corpus, [11])
 
 
@@ -258,12 +258,80 @@ def test_on_error_raise_stops_at_the_first_bad_record(make_dataset, built_corpus
     with pytest.raises(RecordError) as info:
         make_dataset(built_corpus / "corpus.jsonl")
     message = str(info.value)
-    assert "corpus.jsonl: record 3 (id='zero_bytes')" in message and "empty (0 bytes)" in message
+    assert "corpus.jsonl line 4 (record 3, 0-based; id='zero_bytes')" in message and "empty (0 bytes)" in message
     assert str(built_corpus / "videos/zero.mp4") in message
     # a record that only fails when decoded raises when it is loaded, naming it the same way
     dataset = _only(make_dataset, built_corpus, [4])
-    with pytest.raises(RecordError, match=r"record 4 \(id='truncated'\): .*truncated.mp4: cannot decode video"):
+    with pytest.raises(RecordError, match=r"line 5 \(record 4, 0-based; id='truncated'\): .*truncated.mp4: cannot "
+                                          r"decode video.*; fix: replace or re-encode the file"):
         dataset[4]
+
+
+def _stopping_error(make_dataset, data, **kwargs) -> str:
+    with pytest.raises(RecordError) as info:
+        make_dataset(data, **kwargs)
+    return str(info.value)
+
+
+def test_a_typo_in_a_video_path_names_the_line_the_nearest_file_and_what_to_do(make_dataset, tmp_path):
+    """The error that stops training: file, line (a blank line before the record counts), 0-based index, the
+    nearest existing name, the fix, and a last line pointing to validate_data.py and on_error=skip; the same text
+    again when the run starts from the cached index."""
+    (tmp_path / "videos").mkdir()
+    for name in ("clip_001.mp4", "clip_002.mp4", "clip_003.mp4", "clip_010.mp4"):
+        (tmp_path / "videos" / name).write_bytes(b"x")
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(_video_record("a", "videos/clip_001.mp4")) + "\n\n"
+                    + json.dumps(_video_record("typo", "videos/clp_002.mp4")) + "\n")  # fmt: skip
+    index_dir = tmp_path / "index"
+    message = _stopping_error(make_dataset, data, index_dir=str(index_dir))
+    first, pointer = message.splitlines()
+    assert first == (f"{data} line 3 (record 1, 0-based; id='typo'): video not found: {tmp_path}/videos/clp_002.mp4 "
+                     "(did you mean clip_002.mp4?); fix: correct the path in the record, or put the file there")
+    assert pointer == (f"on_error='raise' stops at the first bad record. List them all: python tools/validate_data.py "
+                       f"{data} (add --config CONFIG to check lengths too); or skip bad records: --cfg-options "
+                       "train_dataloader.dataset.on_error=skip")  # fmt: skip
+    (meta,) = index_dir.glob("train-*/meta.json")
+    built = meta.read_text()
+    assert _stopping_error(make_dataset, data, index_dir=str(index_dir)) == message  # the cached index: same text
+    assert list(index_dir.glob("train-*/meta.json")) == [meta] and meta.read_text() == built  # not rebuilt
+    skipped = make_dataset(data, on_error="skip", index_dir=str(index_dir)).skipped
+    assert [(e["index"], e["line"]) for e in skipped] == [(1, 3)]
+    assert "did you mean clip_002.mp4?" in skipped[0]["reason"]
+    # another media root: the pointer gives it to the validator; a missing folder is named as such
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps(_video_record("b", "vids/clip_001.mp4")) + "\n")
+    message = _stopping_error(make_dataset, other, data_root=str(tmp_path / "media"))
+    assert f"(its folder {tmp_path}/media/vids does not exist: check the data root and the path)" in message
+    assert f"python tools/validate_data.py {other} --root {tmp_path / 'media'} (add" in message
+
+
+def test_putting_a_missing_file_there_is_a_fix_that_works(make_dataset, tmp_path):
+    """The index key holds the data file, not its media: a file added after the build is seen on the next start
+    (a new index, built once) instead of a stale "not found"."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    data = _write(tmp_path / "late.jsonl", [_video_record("a", "a.mp4"), _video_record("late", "late.mp4")])
+    index_dir = str(tmp_path / "index")
+    assert len(make_dataset(data, on_error="skip", index_dir=index_dir)) == 1
+    (tmp_path / "late.mp4").write_bytes(b"x")
+    fixed = make_dataset(data, index_dir=index_dir)  # on_error="raise": the record is good now
+    assert len(fixed) == 2 and fixed.indexes[0].meta["fields"]["fixed_files"] == [str(tmp_path / "late.mp4")]
+    again = make_dataset(data, index_dir=index_dir)
+    assert again.indexes[0].path == fixed.indexes[0].path and again.indexes[0].meta == fixed.indexes[0].meta
+
+
+def test_two_placeholders_for_one_video_says_remove_one(make_dataset, tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    record = _video_record("two", "v.mp4")
+    record["conversations"][0]["value"] = "<video>\n<video>\nWhich shape appears first?"
+    data = _write(tmp_path / "two.jsonl", [_video_record("ok", "v.mp4"), record])
+    assert _stopping_error(make_dataset, data).splitlines()[0] == (
+        f"{data} line 2 (record 1, 0-based; id='two'): has 2 <video> placeholders for 1 video; fix: remove one")
+    as_list = tmp_path / "two.json"
+    as_list.write_text(json.dumps([_video_record("ok", "v.mp4"), record], indent=1))
+    start = [n for n, line in enumerate(as_list.read_text().splitlines(), 1) if line == " {"][1]  # record 1's "{"
+    assert _stopping_error(make_dataset, as_list).startswith(f"{as_list} record 1 (0-based; starts on line {start}; "
+                                                             "id='two'): has 2 <video> placeholders")  # fmt: skip
 
 
 def test_on_error_skip_drops_exactly_the_bad_records(make_dataset, built_corpus):
@@ -304,14 +372,15 @@ def test_skip_markers_travel_through_dataloader_workers(make_dataset, built_corp
 
     raising = _only(make_dataset, built_corpus, [4])
     loader = torch.utils.data.DataLoader(raising, batch_size=2, num_workers=2, collate_fn=videoccam_collate_fn)
-    with pytest.raises(RecordError, match=r"record 4 \(id='truncated'\).*cannot decode video"):
+    with pytest.raises(RecordError, match=r"record 4, 0-based; id='truncated'\).*cannot decode video"):
         list(loader)
 
 
 def test_record_error_pickles_and_rebuilds_from_a_message():
-    error = RecordError("a.jsonl", 7, "x", "video not found: v.mp4", "media_missing")
+    error = RecordError("a.jsonl", 7, "x", "video not found: v.mp4", "media_missing", 9, "rename it", pointer="pointer")
     copy = pickle.loads(pickle.dumps(error))
-    assert str(copy) == str(error) == "a.jsonl: record 7 (id='x'): video not found: v.mp4"
+    assert str(copy) == str(error) == "a.jsonl line 9 (record 7, 0-based; id='x'): video not found: v.mp4; fix: " \
+        "rename it\npointer"
     assert copy.as_dict() == error.as_dict()
     assert str(RecordError("whole message")) == "whole message"  # how DataLoader re-raises a worker's error
     with pytest.raises(ValueError, match="unknown RecordError category"):
@@ -323,12 +392,13 @@ def test_malformed_files_name_file_and_line(make_dataset, tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"x")
     jsonl = tmp_path / "bad.jsonl"
     jsonl.write_text(f"{good}\n\n{{\"id\": 1, \n{good}\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl: line 3 is not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad.jsonl line 3 \(record 1, 0-based\): not valid JSON: .*; fix: "
+                                         r"repair the line"):
         make_dataset(jsonl)
     dataset = make_dataset(jsonl, on_error="skip")  # the malformed line is one skipped record
     assert [dataset.sample(i).index for i in range(len(dataset))] == [0, 2]
     assert dataset.skipped[0]["index"] == 1 and dataset.skipped[0]["category"] == "json"
-    assert "line 3 is not valid JSON" in dataset.skipped[0]["reason"]
+    assert dataset.skipped[0]["line"] == 3 and "not valid JSON" in dataset.skipped[0]["reason"]
     as_list = tmp_path / "bad.json"
     as_list.write_text(f"[\n{good},\n{good}\n")
     with pytest.raises(ValueError, match=r"bad.json: not valid JSON at line 4"):
@@ -438,7 +508,8 @@ def test_multi_media_records_validate_and_a_wrong_placeholder_count_is_named(tra
     bad = _write(tmp_path / "bad.jsonl", records)
     report = validate_data(bad, synthetic_data, progress=False, decode=False)
     assert [(r.index, r.errors[0]["category"]) for r in report.bad] == [(0, "placeholders")]
-    with pytest.raises(RecordError, match=r"bad.jsonl: record 0 \(id='multi'\): 2 media placeholders .* the record "
-                                          r"has 3 media items \(video, image, video\)"):
+    with pytest.raises(RecordError, match=r"bad.jsonl line 1 \(record 0, 0-based; id='multi'\): has 1 <video> "
+                                          r"placeholder and 1 <image> placeholder for 2 videos and 1 image; "
+                                          r"fix: add one"):
         VideoCCAMDataset(str(bad), trained.tokenizer, trained.image_processor, trained.template, num_queries=32,
                          max_length=512, data_root=str(synthetic_data), num_frames=4)

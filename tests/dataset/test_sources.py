@@ -127,7 +127,7 @@ def test_mixture_amounts_are_deterministic_across_runs(mixture, make_mixture):
 
 
 def test_a_source_with_raise_stops_on_its_first_bad_record(mixture, make_mixture):
-    with pytest.raises(RecordError, match=r"video.jsonl: record 3 \(id='broken'\): video not found"):
+    with pytest.raises(RecordError, match=r"video.jsonl line 4 \(record 3, 0-based; id='broken'\): video not found"):
         make_mixture([dict(data_path=str(mixture / "image_part0.jsonl")), dict(data_path=str(mixture / "video.jsonl"))])
     with pytest.raises(ValueError, match=r"give data_path / data_root .* or data_sources .*, not both"):
         make_mixture([dict(data_path=str(mixture / "video.jsonl"))], data_path=str(mixture / "video.jsonl"))

@@ -124,5 +124,6 @@ def test_the_budget_counts_every_media_item(tokenizer):
     budget = len(cut["input_ids"])
     assert cut["input_ids"] == full["input_ids"][:budget] and cut["labels"] == full["labels"][:budget]
     assert cut["kept_answer_tokens"] == sum(label != IGNORE_INDEX for label in full["labels"][:budget])
-    with pytest.raises(RecordError, match=r"record 5: max_length=39 leaves no room for text after 2 x 20 visual"):
+    with pytest.raises(RecordError, match=r"record 5 \(0-based\): max_length=39 leaves no room for text after 2 x 20 "
+                                          r"visual tokens; fix: raise max_length above 39"):
         tokenize_sample(sample, tokenizer, PROMPT_TEMPLATE.qwen_chat, 39, 20, "t")

@@ -47,8 +47,9 @@ def test_corrupt_corpus(corpus_file, length_check, pool, workers):
     assert frames[0] == 16 and frames[5] == 8 and frames[12] == 8 and frames[1] == 1 and frames[13] == 4
     assert frames[2] is None  # text-only
     text = report.format()
-    for index, (category, _) in corpus.BAD.items():
-        assert f"BAD   record {index} " in text and f"[{category}]" in text
+    for index, (category, _) in corpus.BAD.items():  # training's message: the line, the 0-based index, the fix
+        assert f"BAD   [{category}] {corpus_file} line {index + 1} (record {index}, 0-based; id=" in text
+    assert "has 2 <video> placeholders for 1 video; fix: remove one" in text
     assert "Totals: 14 records, 6 ok, 8 bad" in text
     as_json = json.loads(json.dumps(report.to_dict(), default=str))
     assert as_json["num_bad"] == 8 and sorted(r["index"] for r in as_json["records"]) == sorted(corpus.BAD)
@@ -65,7 +66,7 @@ def test_without_tokenizer_lengths_are_not_checked(corpus_file):
 def test_truncation_kept_answer_is_a_warning(tmp_path, length_check, corpus_file):
     root = corpus_file.parent
     records = [json.loads(line) for line in corpus_file.read_text().splitlines()]
-    long_answer = {**records[0], "id": "long_answer", "extra": 1,
+    long_answer = {**records[0], "id": "long_answer", "extra": 1, "subtitle": "s.srt",
                    "conversations": [records[0]["conversations"][0],
                                      {"from": "gpt", "value": "The red square appears first. " * 150}]}  # fmt: skip
     data = tmp_path / "warn.jsonl"
@@ -75,9 +76,11 @@ def test_truncation_kept_answer_is_a_warning(tmp_path, length_check, corpus_file
     assert first.ok and first.truncated and first.num_tokens > 512
     categories = {w["category"]: w["reason"] for w in first.warnings}
     assert "truncation keeps" in categories["truncated"] and "answer tokens" in categories["truncated"]
-    assert "['extra']" in categories["unknown_fields"]
+    assert "['extra', 'subtitle']" in categories["unknown_fields"]
+    assert categories["unknown_fields"].endswith("; did you mean 'subtitle' -> 'subtitles'?")
     assert not second.warnings and second.ok
-    assert third.errors[0]["category"] == "json" and "line 3 is not valid JSON" in third.errors[0]["reason"]
+    assert third.errors[0]["category"] == "json" and "not valid JSON" in third.errors[0]["reason"]
+    assert third.line == 3 and f"BAD   [json] {data} line 3 (record 2, 0-based): not valid JSON" in report.format()
 
 
 def test_fps_sampling_and_too_many_frames(corpus_file):

@@ -37,7 +37,8 @@ def test_on_error_raise_stops_at_the_first_bad_record(tiny_models, corpus_dir, t
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert run.returncode != 0
-    expected = f"{corpus_dir / 'corpus.jsonl'}: record 3 (id='zero_bytes'): video file is empty (0 bytes)"
+    expected = (f"{corpus_dir / 'corpus.jsonl'} line 4 (record 3, 0-based; id='zero_bytes'): video file is empty "
+                "(0 bytes)")
     assert expected in run.stderr, run.stderr[-3000:]
     assert "RecordError" in run.stderr
     assert not (tmp_path / "raise" / "last_checkpoint").exists()

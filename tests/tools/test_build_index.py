@@ -35,7 +35,7 @@ def test_a_bad_record_with_on_error_raise_exits_1(tiny_models, synthetic_data, t
     options = [*tiny_cfg_options(tiny_models, synthetic_data), f"train_dataloader.dataset.data_path={data}",
                "train_dataloader.dataset.on_error=raise", f"train_dataloader.dataset.index_dir={tmp_path / 'idx'}"]
     assert load_tool("build_index").main([STAGE2, "--no-progress", "--cfg-options", *options]) == 1
-    assert "bad.json: record 2" in capsys.readouterr().err
+    assert "bad.json record 2 (0-based; starts on line 1; id=" in capsys.readouterr().err
     options[-2] = "train_dataloader.dataset.on_error=skip"
     assert load_tool("build_index").main([STAGE2, "--no-progress", "--cfg-options", *options]) == 0
     assert f"{len(records)} records, {len(records) - 1} usable, 1 bad" in capsys.readouterr().out

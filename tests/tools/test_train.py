@@ -123,6 +123,32 @@ def test_a_failed_run_ends_with_its_error_and_log_and_its_work_dir_says_so(tiny_
     assert err.getvalue().strip() == expected
 
 
+def test_a_bad_record_stops_the_run_with_its_line_its_fix_and_where_to_look_next(tiny_models, synthetic_data,
+                                                                                  tmp_path, capsys):
+    """A typo in a video path (after a blank line): exit 1; the last lines name the line, the nearest file and
+    the fix, then how to list every bad record and how to skip them; the option they name does skip it."""
+    train = load_tool("train")
+    records = json.loads((synthetic_data / "captions.json").read_text())[:2]
+    typo = dict(records[1], id="typo", video=records[1]["video"].replace("train_", "trian_"))
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps(records[0]) + "\n\n" + json.dumps(typo) + "\n")
+    opts = tiny_cfg_options(tiny_models, synthetic_data, "captions.json") + _short(1) + [
+        f"train_dataloader.dataset.data_path={data}"]  # media root: synthetic_data
+    assert train.main([STAGE1, "--work-dir", str(tmp_path / "w"), "--cfg-options", *opts]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-3:]
+    name = Path(records[1]["video"]).name
+    assert last[0] == (f"train: error: {data} line 3 (record 1, 0-based; id='typo'): video not found: {synthetic_data}/"
+                       f"{typo['video']} (did you mean {name}?); fix: correct the path in the record, or put the file "
+                       "there")  # fmt: skip
+    assert last[1] == (f"train: on_error='raise' stops at the first bad record. List them all: python "
+                       f"tools/validate_data.py {data} --root {synthetic_data} (add --config CONFIG to check lengths "
+                       "too); or skip bad records: --cfg-options train_dataloader.dataset.on_error=skip")  # fmt: skip
+    assert last[2].startswith("train: training failed; full log: ")
+    skip = last[1].rsplit("--cfg-options ", 1)[1]
+    assert train.main([STAGE1, "--work-dir", str(tmp_path / "s"), "--cfg-options", *opts, skip]) == 0
+    assert json.loads((tmp_path / "s/skipped_samples.json").read_text())["skipped"][0]["line"] == 3
+
+
 # what a run printed before videoccam/quiet.py, in every run (the DeepSpeed line on a CPU-only torch)
 KNOWN_NOTICES = ["Support for Transformers < 5.6 is deprecated in PEFT", '"FileClient" will be deprecated',
                  '"HardDiskBackend" is the alias', "registry tree. As a workaround", "Reach the end of the dataloader",
@@ -146,7 +172,8 @@ def test_a_run_prints_no_known_notice_keeps_real_warnings_and_ends_with_its_loss
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]
     assert not [notice for notice in KNOWN_NOTICES if notice in output], output[-5000:]
-    assert re.search(r"WARNING - skipping \S*data.json: record 0 \(id='missing_video'\): video not found", output), \
+    assert re.search(r"WARNING - skipping \S*data.json record 0 \(0-based; starts on line 1; id='missing_video'\): "
+                     r"video not found", output), \
         output[-5000:]  # fmt: skip
     scalars = [json.loads(line) for line in next((tmp_path / "w").glob("*/vis_data/scalars.json")).read_text()
                .splitlines()]  # fmt: skip

@@ -44,13 +44,44 @@ def test_cli_names_every_bad_record_and_exits_1(tmp_path, tiny_models, capsys):
     out = capsys.readouterr().out
     assert status == 1
     for index, (category, words) in corpus.BAD.items():
-        line = next(line for line in out.splitlines() if line.startswith(f"BAD   record {index} "))
-        assert f"[{category}]" in line and words in line, line
+        line = next(line for line in out.splitlines() if f" line {index + 1} (record {index}, 0-based" in line)
+        assert line.startswith(f"BAD   [{category}] {data} line") and words in line and "; fix: " in line, line
     for index in corpus.GOOD:
-        assert f"record {index} " not in out
+        assert f"(record {index}, " not in out
     assert "Totals: 14 records, 6 ok, 8 bad" in out
     report = json.loads(report_file.read_text())
     assert report["num_bad"] == 8 and report["bad_by_category"]["media_corrupt"] == 2
+
+
+def test_cli_says_what_training_says_line_fix_and_nearest_name(tmp_path, tiny_models, capsys):
+    """Each bad record's text is the message the training dataset raises for it (its first line)."""
+    from transformers import AutoTokenizer, SiglipImageProcessor
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    from videoccam.dataset.dataset import VideoCCAMDataset
+    from videoccam.dataset.records import RecordError
+
+    (tmp_path / "videos").mkdir()
+    for name in ("clip_001.mp4", "clip_002.mp4"):
+        (tmp_path / "videos" / name).write_bytes(b"x")
+    turns = [{"from": "human", "value": "<video>\nWhat happens?"}, {"from": "gpt", "value": "A square."}]
+    typo = {"id": "typo", "video": "videos/clip_0002.mp4", "conversations": turns}
+    two = {"id": "two", "video": "videos/clip_001.mp4", "conversations": [
+        {"from": "human", "value": "<video><video>?"}, {"from": "gpt", "value": "A."}]}  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n" + json.dumps(typo) + "\n" + json.dumps(two) + "\n")
+    assert load_tool("validate_data").main([str(data), "--no-decode", "--no-progress"]) == 1
+    bad = [line for line in capsys.readouterr().out.splitlines() if line.startswith("BAD")]
+    assert bad == [
+        f"BAD   [media_missing] {data} line 2 (record 0, 0-based; id='typo'): video not found: {tmp_path}/videos/"
+        "clip_0002.mp4 (did you mean clip_002.mp4?); fix: correct the path in the record, or put the file there",
+        f"BAD   [placeholders] {data} line 3 (record 1, 0-based; id='two'): has 2 <video> placeholders for 1 video; "
+        "fix: remove one"]  # fmt: skip
+    with pytest.raises(RecordError) as info:
+        VideoCCAMDataset(str(data), AutoTokenizer.from_pretrained(str(tiny_models / "qwen2")),
+                         SiglipImageProcessor.from_pretrained(str(tiny_models / "siglip")), PROMPT_TEMPLATE.qwen_chat,
+                         num_queries=32, max_length=512, index_dir=str(tmp_path / "index"))  # fmt: skip
+    assert bad[0] == f"BAD   [media_missing] {str(info.value).splitlines()[0]}"
 
 
 def test_cli_on_the_example_dataset_with_the_config_exits_0(example_dir, tiny_models, capsys):

@@ -10,8 +10,9 @@ per record: a few numpy arrays (lengths, answer-token counts, the rows of a mixt
 mixture of sources (:mod:`videoccam.dataset.sources`); a record may hold several images and videos.
 
 Bad input never silently becomes another sample. With ``on_error="raise"`` (default) the first bad record
-stops training with its file, index, id and reason. With ``on_error="skip"`` the record is dropped
-deterministically: construction-time problems (malformed JSONL line, schema, placeholders, missing or empty
+stops training with its file, line, index, id, reason and fix, and a last line saying how to list every bad
+record (``tools/validate_data.py``) or skip them (``on_error="skip"``). With ``on_error="skip"`` the record is
+dropped deterministically: construction-time problems (malformed JSONL line, schema, placeholders, missing or empty
 media, missing subtitles, length) leave it out, and load-time problems (a video that exists but cannot be
 decoded) make ``__getitem__`` return a ``{"skipped": ...}`` marker that the collate function moves to
 ``data["skipped"]`` of the batch (so it crosses DataLoader worker processes with the batch);
@@ -179,6 +180,7 @@ class VideoCCAMDataset(Dataset):
         max_frames = _check_arguments(on_error, sampling, num_frames, max_frames, num_queries)
         self.sources = _sources(data_path, data_root, data_sources, on_error)
         files = [(s, source, file) for s, source in enumerate(self.sources) for file in source.files()]
+        self.is_mixture = data_sources is not None
         self.source = str(data_path) if data_sources is None else f"mixture of {len(self.sources)} sources"
         self.data_root = Path(files[0][1].root_of(files[0][2]))  # of the first source: SampleAnswersHook's default
         self.tokenizer = build_from_cfg(tokenizer)
@@ -237,10 +239,9 @@ class VideoCCAMDataset(Dataset):
             mine = [k for k, owner in enumerate(self._index_source) if owner == s]
             errors = [e for k in mine for e in self.indexes[k].errors()]
             if errors and source.on_error == "raise":
-                first = errors[0]
-                if first["category"] == "json":  # as a malformed line stops reading the file
-                    raise ValueError(f"{first['source']}: {first['reason']}")
-                raise RecordError.from_dict(first)
+                first = RecordError.from_dict(errors[0])
+                root = next(self.indexes[k].root for k in mine if self.indexes[k].source == first.source)
+                raise first.with_pointer(self._pointer(first.source, root))
             usable = sum(len(self.indexes[k]) for k in mine)
             records = sum(self.indexes[k].meta["num_records"] for k in mine)
             if not usable:
@@ -263,6 +264,16 @@ class VideoCCAMDataset(Dataset):
         """Trained answer tokens per sample after truncation (1-D int32, indexed like the dataset)."""
         if len(self.sources) > 1:
             print_log(f"data mixture: {len(self)} samples from {len(self.sources)} sources", "current")
+
+    def _pointer(self, file: str, root: str) -> str:
+        """The last line of an error that stops training: how to list every bad record, and how to skip them."""
+        check = f"python tools/validate_data.py {file}"
+        if os.path.abspath(root) != os.path.abspath(Path(file).parent):
+            check += f" --root {root}"
+        skip = ("set on_error='skip' in its source's entry of data_sources" if self.is_mixture
+                else "--cfg-options train_dataloader.dataset.on_error=skip")  # fmt: skip
+        return (f"on_error='raise' stops at the first bad record. List them all: {check} (add --config CONFIG to "
+                f"check lengths too); or skip bad records: {skip}")
 
     def _log_source(self, source: DataSource, mine: list[int], records: int, usable: int,
                     errors: list[dict[str, Any]], truncated: int, taken: int) -> None:  # fmt: skip
@@ -326,7 +337,8 @@ class VideoCCAMDataset(Dataset):
         """Sample ``i`` parsed again from its record (media paths resolved against its root)."""
         k, row = self._locate(i)
         index = self.indexes[k]
-        return parse_record(self.record(i), index.row(row)["record_index"], index.source, index.root)
+        values = index.row(row)
+        return parse_record(self.record(i), values["record_index"], index.source, index.root, values["line"])
 
     def single_media_rows(self, kind: str) -> Iterator[int]:
         """Rows whose sample holds exactly one ``kind`` item (``video`` or ``image``), in order."""
@@ -346,18 +358,21 @@ class VideoCCAMDataset(Dataset):
         return [frame for item in sample.media
                 for frame in self.frame_sampling.load(item.path, item.kind, item.num_frames, output=output).frames]
 
-    def _load_clip(self, item: MediaItem, where: tuple[str, int, Any], normalize: bool) -> tuple[torch.Tensor, list[int]]:
+    def _load_clip(self, item: MediaItem, where: tuple[str, int, Any, int | None],
+                   normalize: bool) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
         """(preprocessed frames, their indices) of one item; uint8 frames when ``not normalize`` and the batched
-        path runs. ``where`` is (data file, record index, record id) for error messages."""
+        path runs. ``where`` is (data file, record index, record id, line) for error messages."""
+        source, index, record_id, line = where
         try:
             output = "numpy" if self.batch_processor is not None else "pil"
             clip = self.frame_sampling.load(item.path, item.kind, item.num_frames, output=output)
         except MediaLoadError as e:
-            raise RecordError(*where, str(e), media_error_category(item.path)) from e
+            raise RecordError(source, index, record_id, str(e), media_error_category(item.path), line) from e
         frames, indices = clip.frames, clip.indices
         if len(frames) > self.num_queries:
-            raise RecordError(*where, f"{item.path}: {len(frames)} frames > num_queries={self.num_queries}",
-                              "too_many_frames")  # fmt: skip
+            raise RecordError(source, index, record_id, f"{item.path}: {len(frames)} frames > num_queries="
+                              f"{self.num_queries}", "too_many_frames", line,
+                              "lower num_frames / max_frames of the record or the dataset")  # fmt: skip
         if self.batch_processor is not None:
             resized = self.batch_processor.resize(frames)  # uint8
             return (self.batch_processor.normalize(resized) if normalize else resized), indices
@@ -371,7 +386,7 @@ class VideoCCAMDataset(Dataset):
             RecordError: A media file cannot be read (``media_*`` categories), or gives more frames than
                 ``num_queries`` (``too_many_frames``).
         """
-        where = (source or self.source, sample.index, sample.record_id)
+        where = (source or self.source, sample.index, sample.record_id, sample.line)
         clips = [self._load_clip(item, where, normalize=not self.normalize_in_model)[0] for item in sample.media]
         return clips[0] if len(clips) == 1 else torch.cat(clips)
 
@@ -384,7 +399,7 @@ class VideoCCAMDataset(Dataset):
                                             **{k: v for k, v in settings.items() if k[0] != "_"}}  # fmt: skip
         return self._preprocessing_settings
 
-    def load_visual_features(self, item: MediaItem, where: tuple[str, int, Any]) -> torch.Tensor:
+    def load_visual_features(self, item: MediaItem, where: tuple[str, int, Any, int | None]) -> torch.Tensor:
         """One media item's frame features ``[t, p, c]`` from :attr:`feature_cache` (computed and stored on a miss).
 
         The key holds the frame indices the sampler takes: those it took when the entry was stored, remembered
@@ -430,7 +445,7 @@ class VideoCCAMDataset(Dataset):
             return item
         media = [MediaItem(kind, Path(path), int(frames) or None)
                  for kind, path, frames in zip(values["media_kind"], values["media_path"], values["media_num_frames"])]
-        where = (index.source, values["record_index"], values["id"])
+        where = (index.source, values["record_index"], values["id"], values["line"])
         try:
             if self.feature_cache is not None:
                 clips = [self.load_visual_features(m, where) for m in media]
@@ -442,7 +457,7 @@ class VideoCCAMDataset(Dataset):
                     item["pixel_affine"] = self.batch_processor.affine  # [2, 3]
         except RecordError as error:
             if self.sources[self._index_source[k]].on_error == "raise":
-                raise
+                raise error.with_pointer(self._pointer(index.source, index.root)) from error
             print_log(f"skipping {error}", "current", logging.WARNING)
             return {"skipped": error.as_dict()}
         item["num_frames"] = [clip.shape[0] for clip in clips]  # frames per media item, in placeholder order

@@ -13,11 +13,13 @@ from the mapped columns when ``__getitem__`` asks for it.
   usable record, in file order: ``input_ids`` (truncated to the text budget), ``label_spans`` (the answer
   spans, flat ``[start, end, start, end, ...]``: labels are the ids inside them), ``media_kind`` /
   ``media_path`` / ``media_num_frames`` (one entry per image or video, in placeholder order; frames 0 = the
-  dataset's), ``record_index`` (position in the file), ``byte_offset`` / ``byte_length`` (where the record's
+  dataset's), ``record_index`` (position in the file), ``line`` (its 1-based line; of a ``.json`` list, where
+  the record starts), ``byte_offset`` / ``byte_length`` (where the record's
   JSON is in the file), ``id`` (the record's ``id`` as JSON), ``task``, ``num_tokens`` (the untruncated LLM
   length), ``length`` (LLM tokens after truncation, visual tokens included), ``answer_tokens`` (trained
   tokens after truncation), ``truncated``, ``num_media``. Absent when no record is usable;
-* ``errors.json``: every record that cannot be used (``RecordError.as_dict()``), in file order;
+* ``errors.json``: every record that cannot be used (``RecordError.as_dict()``: its line, reason and fix, a
+  missing file's nearest-name suggestion included), in file order;
 * ``meta.json``: the key's fields, counts and build time.
 
 **Key.** The folder name ends with a hash of everything that shapes its content: the data file (absolute path,
@@ -63,9 +65,12 @@ from typing import Any
 import numpy as np
 
 from videoccam.dataset.records import (
+    FILE_CATEGORIES,
+    NearbyNames,
     RecordError,
     check_media_path,
     check_num_frames,
+    file_problem_fixed,
     json_error_reason,
     parse_record,
 )
@@ -73,7 +78,7 @@ from videoccam.dataset.tokenize import tokenize_samples
 
 __all__ = ["INDEX_FORMAT", "IndexSettings", "TokenIndex", "default_index_dir", "ensure_indexes", "scan_records"]
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: records' lines and errors' fixes stored
 UNIT_RECORDS = 4096  # records per work unit (one Arrow batch): the builder's memory per worker
 POOL_MIN_RECORDS = 8192  # fewer records are indexed in the building process (starting a pool costs seconds)
 _SCAN_BLOCK = 64 * 2**20
@@ -191,9 +196,25 @@ def index_job(file: str, root: str | os.PathLike, settings: IndexSettings, index
     """The index folder of ``file`` under the current settings (hashes the file)."""
     root = os.path.abspath(root)
     fields = {"format": INDEX_FORMAT, "file": file_identity(Path(file)), "root": root, **settings.key_fields()}
+    return _job(file, root, fields, Path(index_dir))
+
+
+def _job(file: str, root: str, fields: dict[str, Any], index_dir: Path) -> IndexJob:
     key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file).stem)[:60] or "data"
-    return IndexJob(file, root, Path(index_dir) / f"{stem}-{key}", fields)
+    return IndexJob(file, root, index_dir / f"{stem}-{key}", fields)
+
+
+def fixed_files(index: TokenIndex) -> list[str]:
+    """The files that ``index`` found missing or empty and that are there now (one ``stat`` per such error).
+
+    The key holds the data file, not its media: a file added or replaced after the build would keep its record's
+    stale verdict. :func:`ensure_indexes` re-keys such an index with this list (``fields["fixed_files"]``), so the
+    records are checked again, once.
+    """
+    fixed = {e["path"] for e in index.errors() if e.get("path") and e["category"] in FILE_CATEGORIES
+             and file_problem_fixed(e["path"], e["category"])}  # fmt: skip
+    return sorted(fixed)
 
 
 def _complete(path: Path) -> bool:
@@ -205,11 +226,12 @@ def _complete(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class RecordSpans:
-    """Byte spans of a file's records: ``starts``/``ends`` (int64), ``linenos`` (1-based, JSON lines only)."""
+    """Byte spans of a file's records: ``starts``/``ends`` (int64), ``linenos`` (int64, 1-based: the record's line
+    in JSON lines, the line it starts on in a ``.json`` list)."""
 
     starts: np.ndarray
     ends: np.ndarray
-    linenos: np.ndarray | None
+    linenos: np.ndarray
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -219,7 +241,8 @@ def scan_records(path: str | os.PathLike, max_records: int | None = None) -> Rec
     """Where the records of a ``.jsonl`` (lines with more than whitespace) or ``.json`` list file are.
 
     JSON lines are scanned in 64 MiB blocks with numpy (memory: one block); a ``.json`` list is decoded whole
-    and walked element by element (memory: the text). Time grows with the file.
+    and walked element by element, counting the newlines before each record (memory: the text). Time grows with
+    the file.
 
     Raises:
         FileNotFoundError: no such file.
@@ -231,7 +254,7 @@ def scan_records(path: str | os.PathLike, max_records: int | None = None) -> Rec
     spans = _scan_json_lines(path, max_records) if path.suffix == ".jsonl" else _scan_json_list(path)
     if max_records is not None and len(spans) > max_records:
         cut = slice(0, max_records)
-        spans = RecordSpans(spans.starts[cut], spans.ends[cut], None if spans.linenos is None else spans.linenos[cut])
+        spans = RecordSpans(spans.starts[cut], spans.ends[cut], spans.linenos[cut])
     return spans
 
 
@@ -308,6 +331,11 @@ def _scan_json_list(path: Path) -> RecordSpans:
             break
     if text[_JSON_WS.match(text, pos).end() :]:
         raise invalid()
+    linenos, newlines, chars = [], 0, 0
+    for start, _ in char_spans:  # the line each record starts on: one pass over the text
+        newlines += text.count("\n", chars, start)
+        chars = start
+        linenos.append(newlines + 1)
     if len(text) == len(raw):  # ASCII: characters are bytes
         byte_spans = char_spans
     else:
@@ -319,7 +347,7 @@ def _scan_json_list(path: Path) -> RecordSpans:
             chars = end
             byte_spans.append((first, byte))
     array = np.asarray(byte_spans, dtype=np.int64).reshape(-1, 2)
-    return RecordSpans(array[:, 0].copy(), array[:, 1].copy(), None)
+    return RecordSpans(array[:, 0].copy(), array[:, 1].copy(), np.asarray(linenos, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,6 +360,7 @@ _SCHEMA_FIELDS = (
     ("media_path", "list<string>"),
     ("media_num_frames", "list<int32>"),
     ("record_index", "int64"),
+    ("line", "int64"),
     ("byte_offset", "int64"),
     ("byte_length", "int64"),
     ("id", "string"),
@@ -345,7 +374,7 @@ _SCHEMA_FIELDS = (
 
 
 _ROW_COLUMNS = ("input_ids", "label_spans", "media_kind", "media_path", "media_num_frames", "record_index",
-                "byte_offset", "byte_length", "id")  # what TokenIndex.row reads
+                "line", "byte_offset", "byte_length", "id")  # what TokenIndex.row reads
 
 
 def _schema() -> Any:
@@ -367,7 +396,7 @@ class _Unit:
     first_record: int
     starts: np.ndarray
     ends: np.ndarray
-    linenos: np.ndarray | None
+    linenos: np.ndarray
 
 
 @dataclass
@@ -382,21 +411,22 @@ class _UnitResult:
 
 
 _WORKER_SETTINGS: IndexSettings | None = None  # set in builder processes by _init_worker
+_WORKER_NAMES: NearbyNames | None = None  # a builder process's folder listings, for missing files' suggestions
 
 
 def _init_worker(settings: IndexSettings) -> None:
-    global _WORKER_SETTINGS
+    global _WORKER_SETTINGS, _WORKER_NAMES
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # parallel across processes, not threads
-    _WORKER_SETTINGS = settings
+    _WORKER_SETTINGS, _WORKER_NAMES = settings, NearbyNames()
 
 
 def _run_unit(unit: _Unit) -> _UnitResult:
-    result = _process_unit(unit, _WORKER_SETTINGS)
+    result = _process_unit(unit, _WORKER_SETTINGS, _WORKER_NAMES)
     result.worker = (os.getpid(), time.process_time())  # its start-up included: the cost of a pool worker
     return result
 
 
-def _read_unit(unit: _Unit, settings: IndexSettings) -> tuple[list[Any], list[dict[str, Any]]]:
+def _read_unit(unit: _Unit, settings: IndexSettings, names: NearbyNames) -> tuple[list[Any], list[dict[str, Any]]]:
     """(good samples with their byte spans, errors) of a unit's records: parsed and checked, not tokenised."""
     base = int(unit.starts[0])
     with open(unit.file, "rb") as f:
@@ -405,22 +435,21 @@ def _read_unit(unit: _Unit, settings: IndexSettings) -> tuple[list[Any], list[di
     good, errors = [], []
     stat_cache: dict[str, Any] = {}
     for k in range(len(unit.starts)):
-        index = unit.first_record + k
+        index, line = unit.first_record + k, int(unit.linenos[k])
         raw = data[int(unit.starts[k]) - base : int(unit.ends[k]) - base]
         try:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                line = f"line {int(unit.linenos[k])}" if unit.linenos is not None else f"record {index}"
-                raise ValueError(f"{unit.file}: {line} is not UTF-8 text ({e})") from e
+                raise ValueError(f"{unit.file}: line {line} is not UTF-8 text ({e}); save the file as UTF-8") from e
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as e:
-                raise RecordError(unit.file, index, None, json_error_reason(e, int(unit.linenos[k])), "json") from e
-            sample = parse_record(record, index, unit.file, unit.root)
+                raise RecordError(unit.file, index, None, json_error_reason(e), "json", line) from e
+            sample = parse_record(record, index, unit.file, unit.root, line)
             check_num_frames(sample, settings.num_queries, unit.file)
             if settings.check_files:
-                _check_files_cached(sample, unit.file, stat_cache)
+                _check_files_cached(sample, unit.file, stat_cache, names)
         except RecordError as error:
             errors.append(error.as_dict())
             continue
@@ -428,32 +457,32 @@ def _read_unit(unit: _Unit, settings: IndexSettings) -> tuple[list[Any], list[di
     return good, errors
 
 
-def _check_files_cached(sample: Any, source: str, cache: dict[str, Any]) -> None:
+def _check_files_cached(sample: Any, source: str, cache: dict[str, Any], names: NearbyNames) -> None:
     """``check_media_path``, remembering the outcome per path within a unit (QA data repeats its media)."""
     key = "\0".join(f"{item.kind}:{item.path}" for item in sample.media) + f"\0{sample.subtitles}"
     if key not in cache:
         try:
-            check_media_path(sample, source)
+            check_media_path(sample, source, names)
             cache[key] = None
         except RecordError as error:
-            cache[key] = (error.reason, error.category)
+            cache[key] = (error.reason, error.category, error.fix, error.path)
     if cache[key] is not None:
-        reason, category = cache[key]
-        raise RecordError(source, sample.index, sample.record_id, reason, category)
+        reason, category, fix, path = cache[key]
+        raise RecordError(source, sample.index, sample.record_id, reason, category, sample.line, fix, path)
 
 
-def _process_unit(unit: _Unit, settings: IndexSettings) -> _UnitResult:
+def _process_unit(unit: _Unit, settings: IndexSettings, names: NearbyNames) -> _UnitResult:
     """Check and tokenise one unit's records and write the usable ones as one Arrow batch."""
     import pyarrow as pa
 
-    good, errors = _read_unit(unit, settings)
+    good, errors = _read_unit(unit, settings, names)
     tokens = tokenize_samples([g[0] for g in good], settings.tokenizer, settings.template, settings.max_length,
                               settings.num_queries, unit.file)  # fmt: skip
     ids, ids_off, spans, spans_off = [], [0], [], [0]
     kinds, paths, frames, media_off = [], [], [], [0]
-    scalars: dict[str, list[Any]] = {name: [] for name in ("record_index", "byte_offset", "byte_length", "id", "task",
-                                                            "num_tokens", "length", "answer_tokens", "truncated",
-                                                            "num_media")}  # fmt: skip
+    scalars: dict[str, list[Any]] = {name: [] for name in ("record_index", "line", "byte_offset", "byte_length", "id",
+                                                            "task", "num_tokens", "length", "answer_tokens",
+                                                            "truncated", "num_media")}  # fmt: skip
     for (sample, offset, length), result in zip(good, tokens):
         if isinstance(result, RecordError):
             errors.append(result.as_dict())
@@ -470,6 +499,7 @@ def _process_unit(unit: _Unit, settings: IndexSettings) -> _UnitResult:
             frames.append(item.num_frames or 0)
         media_off.append(len(kinds))
         scalars["record_index"].append(sample.index)
+        scalars["line"].append(sample.line)
         scalars["byte_offset"].append(offset)
         scalars["byte_length"].append(length)
         scalars["id"].append(None if sample.record_id is None else json.dumps(sample.record_id))
@@ -534,15 +564,16 @@ def _units(jobs: Sequence[IndexJob], spans: Sequence[RecordSpans], temps: Sequen
         for u, first in enumerate(range(0, n, size)):
             cut = slice(first, first + size)
             units.append(_Unit(j, job.file, job.root, str(temps[j] / f"unit-{u:06d}.arrow"), first,
-                               span.starts[cut], span.ends[cut], None if span.linenos is None else span.linenos[cut]))
+                               span.starts[cut], span.ends[cut], span.linenos[cut]))
     return units
 
 
 def _map_units(units: list[_Unit], settings: IndexSettings, workers: int) -> Iterator[_UnitResult]:
     """Process units in order: in this process (``workers <= 1``) or in a pool of worker processes."""
     if workers <= 1 or len(units) <= 1:
+        names = NearbyNames()  # one listing per folder for the whole build
         for unit in units:
-            yield _process_unit(unit, settings)
+            yield _process_unit(unit, settings, names)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -679,9 +710,28 @@ def ensure_indexes(
 ) -> list[TokenIndex]:
     """Open the index of every job, building the missing ones first (once: see the module docstring).
 
+    An index that found files missing or empty which are there now (:func:`fixed_files`) is replaced by one whose
+    key also holds those files: built once, then opened by every later run while the files stay as they are.
+    Each start reads the ``errors.json`` of every index and stats the files of its file errors.
+
     Returns:
         The opened indexes, in the order of ``jobs``.
     """
+    indexes = _ensure(jobs, settings, workers, progress)
+    again = {}
+    for k, (job, index) in enumerate(zip(jobs, indexes)):
+        fixed = fixed_files(index)
+        if fixed:
+            again[k] = _job(job.file, job.root, {**job.fields, "fixed_files": fixed}, job.path.parent)
+    if again:
+        _log(f"{len(again)} data index(es) found files missing or empty that are there now: checking their records "
+             "again")  # fmt: skip
+        for k, index in zip(again, _ensure(list(again.values()), settings, workers, progress)):
+            indexes[k] = index
+    return indexes
+
+
+def _ensure(jobs: Sequence[IndexJob], settings: IndexSettings, workers: int, progress: bool) -> list[TokenIndex]:
     missing = list({job.path: job for job in jobs if not _complete(job.path)}.values())  # a file may recur
     if missing and _waiting_rank():
         _wait_for(missing)
@@ -797,7 +847,7 @@ class TokenIndex:
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i``: numpy views (ids, spans, frame counts) and Python values, built now, kept by no one."""
         values = {name: self._column(name).get(i) for name in _ROW_COLUMNS}
-        for name in ("record_index", "byte_offset", "byte_length"):
+        for name in ("record_index", "line", "byte_offset", "byte_length"):
             values[name] = int(values[name])
         values["id"] = None if values["id"] is None else json.loads(values["id"])
         return values

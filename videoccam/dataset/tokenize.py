@@ -149,12 +149,13 @@ def _fit(
     """Truncate one tokenised sample to its text budget, or say why it cannot be used."""
     n_media = len(sample.media)
 
-    def fail(reason: str) -> RecordError:
-        return RecordError(source, sample.index, sample.record_id, reason, "too_long")
+    def fail(reason: str, fix: str) -> RecordError:
+        return RecordError(source, sample.index, sample.record_id, reason, "too_long", sample.line, fix)
 
     budget = max_length - n_media * (num_queries - 1)
     if budget <= 1:
-        return fail(f"max_length={max_length} leaves no room for text after {n_media} x {num_queries} visual tokens")
+        return fail(f"max_length={max_length} leaves no room for text after {n_media} x {num_queries} visual tokens",
+                    f"raise max_length above {n_media * (num_queries - 1) + 1}, or give the record fewer media items")
     num_tokens = len(ids) + n_media * (num_queries - 1)
     answer_tokens = sum(end - start for start, end in spans)
     truncated = len(ids) > budget
@@ -167,16 +168,16 @@ def _fit(
     if truncated and input_ids.count(IMAGE_TOKEN_INDEX) != n_media:
         return fail(
             f"too long: {num_tokens} LLM tokens > max_length={max_length}, and a media placeholder sits beyond "
-            f"the text budget of {budget} tokens, so truncation would cut through the visual tokens; shorten the "
-            "text before the placeholder or raise max_length"
+            f"the text budget of {budget} tokens, so truncation would cut through the visual tokens",
+            "shorten the text before the placeholder, or raise max_length",
         )
     if answer_tokens == 0:
-        return fail("the answer turns tokenise to nothing (empty answers?)")
+        return fail("the answer turns tokenise to nothing (empty answers?)", "write the answers in the gpt turns")
     if kept == 0:
         return fail(
             f"too long: {num_tokens} LLM tokens > max_length={max_length}; truncating to the text budget of "
-            f"{budget} tokens would remove the whole answer ({answer_tokens} tokens); shorten the question "
-            "or raise max_length"
+            f"{budget} tokens would remove the whole answer ({answer_tokens} tokens)",
+            "shorten the question, or raise max_length",
         )
     return {
         "input_ids": input_ids,

@@ -24,6 +24,7 @@ memory: for very large files, validate a sample of shards or rely on training's 
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections import Counter
@@ -40,9 +41,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from videoccam.dataset.index import scan_records
 from videoccam.dataset.records import (
     CATEGORIES,
     KNOWN_KEYS,
+    NearbyNames,
     RecordError,
     Sample,
     check_media_path,
@@ -50,6 +53,7 @@ from videoccam.dataset.records import (
     load_records,
     media_error_category,
     parse_record,
+    record_location,
 )
 from videoccam.dataset.video_io import FrameSampling, MediaLoadError
 
@@ -62,10 +66,11 @@ class RecordResult:
 
     Attributes:
         index: 0-based record index (as in training's error messages and ``skipped_samples.json``).
+        line: 1-based line of the record in the file (of a ``.json`` list: where it starts).
         record_id: The record's ``id``, if any.
         kind: ``video``, ``image``, ``text``, ``mixed`` (several kinds of media), or ``None`` when the record
             could not be parsed.
-        errors: Problems that make the record unusable: ``{"category", "reason"}`` dicts.
+        errors: Problems that make the record unusable: ``{"category", "reason", "fix"}`` dicts.
         warnings: Problems training tolerates (truncation that keeps part of the answer, unknown fields).
         num_frames: Frames the sampler takes from all its media (after decoding), if checked.
         media_frames: The same per media item, in placeholder order.
@@ -74,6 +79,7 @@ class RecordResult:
     """
 
     index: int
+    line: int | None = None
     record_id: Any = None
     kind: str | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -88,7 +94,12 @@ class RecordResult:
         return not self.errors
 
     def add_error(self, error: RecordError) -> None:
-        self.errors.append({"category": error.category, "reason": error.reason})
+        self.errors.append({"category": error.category, "reason": error.reason, "fix": error.fix})
+
+    def messages(self, source: str) -> list[str]:
+        """Each error as training says it (:class:`RecordError`'s message: file, line, record, reason, fix)."""
+        return [RecordError(source, self.index, self.record_id, e["reason"], e["category"], self.line, e["fix"]).text
+                for e in self.errors]  # fmt: skip
 
 
 @dataclass
@@ -158,12 +169,12 @@ class ValidationReport:
         if not self.decoded:
             lines.append("  media NOT decoded (--no-decode): only checked that files exist")
         for r in self.results:
-            ident = f" (id={r.record_id!r})" if r.record_id is not None else ""
-            for e in r.errors:
-                lines.append(f"BAD   record {r.index}{ident} [{e['category']}]: {e['reason']}")
+            for e, message in zip(r.errors, r.messages(self.data_path)):
+                lines.append(f"BAD   [{e['category']}] {message}")
             if show_warnings:
+                where = record_location(self.data_path, r.index, r.line, r.record_id)
                 for w in r.warnings:
-                    lines.append(f"WARN  record {r.index}{ident} [{w['category']}]: {w['reason']}")
+                    lines.append(f"WARN  [{w['category']}] {where}: {w['reason']}")
         lines.append(
             f"Totals: {len(self.results)} records, {self.num_ok} ok, {len(self.bad)} bad"
             + (f", {sum(bool(r.warnings) for r in self.results)} with warnings" if self.warning_counts else "")
@@ -198,23 +209,27 @@ def _make_pool(pool: str, workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
-def _warn_fields_and_ids(result: RecordResult, record: Any, seen_ids: dict[Any, int]) -> None:
+def _warn_fields_and_ids(result: RecordResult, record: Any, seen_ids: dict[Any, tuple[int, int]]) -> None:
     """Warnings that do not stop training: unknown fields, an id used twice."""
     if isinstance(record, RecordError) or not isinstance(record, dict):
         return
     result.record_id = record.get("id")
     unknown = sorted(set(record) - KNOWN_KEYS)
     if unknown:
-        reason = f"fields {unknown} are ignored (known: {sorted(KNOWN_KEYS)})"
+        guesses = [f"{key!r} -> {close[0]!r}" for key in unknown
+                   for close in [difflib.get_close_matches(key, KNOWN_KEYS, n=1)] if close]  # fmt: skip
+        reason = f"fields {unknown} are ignored (known: {sorted(KNOWN_KEYS)})" + (
+            f"; did you mean {', '.join(guesses)}?" if guesses else "")  # fmt: skip
         result.warnings.append({"category": "unknown_fields", "reason": reason})
     rid = record.get("id")
     if rid is not None and isinstance(rid, (str, int)):
         if rid in seen_ids:
             result.warnings.append(
-                {"category": "duplicate_id", "reason": f"id {rid!r} also used by record {seen_ids[rid]}"}
+                {"category": "duplicate_id", "reason": f"id {rid!r} also used by record {seen_ids[rid][0]} (line "
+                 f"{seen_ids[rid][1]}); give each record its own id"}
             )
         else:
-            seen_ids[rid] = result.index
+            seen_ids[rid] = (result.index, result.line)
 
 
 def _check_record(
@@ -225,6 +240,7 @@ def _check_record(
     num_queries: int | None,
     max_length: int | None,
     tokenize: Callable[[Sample], dict[str, Any]] | None,
+    names: NearbyNames,
 ) -> Sample | None:
     """Every check that needs no decoding, into ``result``; returns the sample when its media can be decoded."""
     index = result.index
@@ -232,7 +248,7 @@ def _check_record(
         result.add_error(record)
         return None
     try:
-        sample = parse_record(record, index, source, root)
+        sample = parse_record(record, index, source, root, result.line)
     except RecordError as error:
         result.add_error(error)
         return None
@@ -244,7 +260,7 @@ def _check_record(
             result.add_error(error)
     media_ok = True
     try:
-        check_media_path(sample, source)
+        check_media_path(sample, source, names)
     except RecordError as error:
         result.add_error(error)
         media_ok = error.category == "subtitles_missing"  # the media itself may still be checked
@@ -301,12 +317,13 @@ def _decode_media(
         for item in sample.media:
             count, reason = outcomes[(str(item.path), item.kind, item.num_frames)]
             if count is None:
-                result.add_error(RecordError(source, index, result.record_id, reason, media_error_category(item.path)))
+                result.add_error(RecordError(source, index, result.record_id, reason, media_error_category(item.path),
+                                             result.line))  # fmt: skip
                 break
             if num_queries is not None and count > num_queries:
                 result.add_error(RecordError(
-                    source, index, result.record_id,
-                    f"{item.path}: {count} frames > num_queries={num_queries}", "too_many_frames",
+                    source, index, result.record_id, f"{item.path}: {count} frames > num_queries={num_queries}",
+                    "too_many_frames", result.line, "lower num_frames / max_frames of the record or the dataset",
                 ))  # fmt: skip
                 break
             frames.append(count)
@@ -363,6 +380,7 @@ def validate_data(
     source = str(data_path)
     root = Path(root) if root is not None else Path(data_path).parent
     records = load_records(data_path, on_error="skip")
+    lines = scan_records(data_path).linenos  # the same records: JSON lines with content, or the list's items
     tokenize = None
     if length_check:
         from videoccam.dataset.tokenize import tokenize_sample
@@ -372,12 +390,13 @@ def validate_data(
 
     results: list[RecordResult] = []
     to_decode: dict[int, Sample] = {}
-    seen_ids: dict[Any, int] = {}
+    seen_ids: dict[Any, tuple[int, int]] = {}
+    names = NearbyNames()  # one listing per folder with a missing file
     for index, record in enumerate(tqdm(records, desc="checking records", disable=not progress, mininterval=1)):
-        result = RecordResult(index=index)
+        result = RecordResult(index=index, line=int(lines[index]))
         results.append(result)
         _warn_fields_and_ids(result, record, seen_ids)
-        sample = _check_record(result, record, source, root, num_queries, max_length, tokenize)
+        sample = _check_record(result, record, source, root, num_queries, max_length, tokenize, names)
         if sample is not None and sample.media and decode:
             to_decode[index] = sample
         elif sample is not None and sample.kind == "image":

@@ -69,8 +69,8 @@ def last_error_line(log: str | os.PathLike) -> str | None:
 
 
 def error_summary(error: BaseException) -> str:
-    """One line naming ``error``: our own errors by their message (written to be read alone), others with their
-    type (``KeyError: 'lr'``)."""
+    """What names ``error``: our own errors by their message (written to be read alone; a data error's second line
+    says where to look next), others with their type (``KeyError: 'lr'``)."""
     message = str(error)
     if type(error).__module__.startswith("videoccam") and message:
         return message
@@ -123,7 +123,8 @@ class RunWatcher:
 
     def failure_lines(self, error: BaseException) -> list[str]:
         """The lines a user reads last when training failed: the error, then where the full log is."""
-        lines = [f"error: {error_summary(error)}"]
+        first, *rest = error_summary(error).splitlines() or [""]
+        lines = [f"error: {first}", *rest]  # a message's later lines (a data error's pointer) as lines of their own
         if self.log_file is None:
             lines.append("training did not start (no log was written): the error above is all there is")
         else:
