@@ -229,10 +229,13 @@ def test_answer_token_counts_are_the_trained_labels_of_each_sample(make_dataset,
     dataset = make_dataset(data)
     counts = dataset.answer_token_counts
     assert counts.ndim == 1 and counts.dtype.kind == "i" and len(counts) == len(dataset) == 3
-    expected = [sum(label != IGNORE_INDEX for label in t["labels"]) for t in dataset.tokens]
+    tokens = [dataset.tokens(i) for i in range(len(dataset))]
+    expected = [sum(label != IGNORE_INDEX for label in t["labels"]) for t in tokens]
     assert counts.tolist() == expected and all(expected)
-    assert dataset.tokens[1]["truncated"]  # counted after truncation
-    batch = videoccam_collate_fn([{"input_ids": t["input_ids"], "labels": t["labels"]} for t in dataset.tokens])
+    # counted after truncation: the long sample was cut to max_length, its answer alone is longer
+    assert len(tokens[1]["input_ids"]) - 1 + dataset.num_queries == dataset.max_length
+    assert len(dataset.tokenizer(long_answer).input_ids) > dataset.max_length
+    batch = videoccam_collate_fn([{"input_ids": t["input_ids"], "labels": t["labels"]} for t in tokens])
     assert int((batch["data"]["labels"][:, 1:] != IGNORE_INDEX).sum()) == int(counts.sum())
 
 
