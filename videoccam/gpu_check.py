@@ -49,6 +49,8 @@ from typing import Any
 
 import torch
 
+from videoccam.model.gpu_options import version_tuple
+
 ROOT = Path(__file__).resolve().parents[1]
 ZERO2_JSON = ROOT / "configs/deepspeed/zero2_bf16.json"
 LOSS_FALL = 0.8
@@ -125,14 +127,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("+")[0].split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def _importable(module: str) -> tuple[bool, str | None]:
@@ -216,7 +210,7 @@ def check_environment(options: Options) -> CheckResult:
     ok, error = _importable("bitsandbytes") if torch.cuda.is_available() else (False, "needs CUDA")
     figures["bitsandbytes"] = _version("bitsandbytes")
     version = figures["bitsandbytes"]
-    if version and not (0, 45, 1) <= _version_tuple(version) < (0, 46, 0):
+    if version and not (0, 45, 1) <= version_tuple(version) < (0, 46, 0):
         notes.append(f"bitsandbytes {version}: QLoRA training is tested with {INSTALL['bitsandbytes'][12:]} (0.45.0 "
                      "breaks on triton >= 3.2; later releases break transformers 4.48's check)")  # fmt: skip
     if not version or not ok:
@@ -225,7 +219,7 @@ def check_environment(options: Options) -> CheckResult:
     if figures["deepspeed"] is None:
         notes.append(f"deepspeed: not installed; {INSTALL['deepspeed']} (the recipes train with it)")
     else:
-        version = _version_tuple(figures["deepspeed"])
+        version = version_tuple(figures["deepspeed"])
         if version >= (0, 19, 7):
             notes.append(f"deepspeed {figures['deepspeed']}: 0.19.7 and later break mmengine 0.10.6 (training); "
                          f"{INSTALL['deepspeed']}")  # fmt: skip
@@ -363,7 +357,7 @@ PROJECTOR = dict(num_queries=16, hidden_size=64, num_heads=4, intermediate_size=
 
 def _dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
     """``from_pretrained``'s dtype argument: ``dtype`` from transformers 5 on, ``torch_dtype`` before."""
-    return {"dtype" if _version_tuple(_version("transformers") or "0")[0] >= 5 else "torch_dtype": dtype}
+    return {"dtype" if version_tuple(_version("transformers") or "0")[0] >= 5 else "torch_dtype": dtype}
 
 
 def _towers(data: TinyData, variant: Variant, device: torch.device, with_lora: bool = True) -> tuple[Any, Any]:

@@ -46,7 +46,8 @@ def requested_quantization_bits(builder: Any) -> int | None:
     return None
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.45.1+cu124"`` -> ``(0, 45, 1)``: the first three numeric parts, local suffix dropped."""
     parts = []
     for piece in version.split("+")[0].split(".")[:3]:
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -83,7 +84,7 @@ def check_gpu_only_options(builder: Any, where: str) -> None:
                 f"QLoRA needs a CUDA GPU and {BITSANDBYTES_REQUIREMENT}: {install}. {where} asks for {bits}-bit "
                 f"weights but bitsandbytes cannot be imported ({type(e).__name__}: {e})."
             ) from e
-        version = _version_tuple(importlib.metadata.version("bitsandbytes"))
+        version = version_tuple(importlib.metadata.version("bitsandbytes"))
         if not _MIN_BNB <= version < _MAX_BNB:
             raise ImportError(
                 f"QLoRA needs a CUDA GPU and {BITSANDBYTES_REQUIREMENT}: {install}. Found bitsandbytes "
