@@ -317,19 +317,13 @@ def make_tiny_data(work_dir: Path, num_train: int = 64, num_held_out: int = 8, f
 
 
 def collate(samples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Right-padded ``input_ids`` / ``labels`` / ``attention_mask``, all frames, frames per video."""
-    from videoccam.model.hf.constants import IGNORE_INDEX
+    """The training collate (right-padded ``input_ids`` / ``labels`` / ``attention_mask``, all frames, frames per
+    item) as keyword arguments of the model's forward."""
+    from videoccam.dataset.collate import videoccam_collate_fn
 
-    length = max(len(s["input_ids"]) for s in samples)
-    input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(samples), length), dtype=torch.long)
-    for row, s in enumerate(samples):
-        n = len(s["input_ids"])
-        input_ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(s["input_ids"]), torch.tensor(s["labels"]), 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask,
-            "pixel_values": torch.cat([s["pixel_values"] for s in samples]),
-            "num_frames": [s["pixel_values"].shape[0] for s in samples]}  # fmt: skip
+    batch = videoccam_collate_fn(list(samples), pad_id)["data"]
+    del batch["skipped"]  # the tiny data has no skipped sample
+    return batch
 
 
 @dataclasses.dataclass
